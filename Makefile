@@ -1,0 +1,36 @@
+# mailarc build targets. SQLite FTS5 needs the sqlite_fts5 build tag.
+GO       ?= go
+TAGS     ?= sqlite_fts5
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+LDFLAGS  := -X github.com/mailarc/mailarc/internal/version.Version=$(VERSION)
+FUZZTIME ?= 20s
+PKGS     ?= ./...
+
+.PHONY: build test check fuzz bench clean
+
+build:
+	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o bin/mailarc ./cmd/mailarc
+
+# The test command of the README and of .ci/run.
+test:
+	$(GO) test -tags $(TAGS) -timeout 30m $(PKGS)
+
+check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet -tags $(TAGS) ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -tags $(TAGS) ./...
+
+# Runs every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list -tags $(TAGS) ./...); do \
+	  for f in $$($(GO) test -tags $(TAGS) -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 1x $(PKGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/source/file"
+)
+
+func runImport(ctx context.Context, args []string) error {
+	fs := newFlagSet("import", "import [--server URL | --data DIR] [--workers N] PATH...")
+	var f nodeFlags
+	f.register(fs, true)
+	workers := fs.Int("workers", 16, "messages ingested concurrently (they share group commits)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return usageError{"no PATH given: name .eml files, directories, maildirs or mbox files"}
+	}
+	paths := fs.Args()
+
+	var ingest func(ctx context.Context, raw []byte) (archive.Result, error)
+	cfg, err := f.loadConfig()
+	if err != nil {
+		return err
+	}
+	maxSize := int64(cfg.MaxMessageSize)
+	if f.server != "" {
+		c := f.client()
+		ingest = func(ctx context.Context, raw []byte) (archive.Result, error) {
+			resp, err := c.do(ctx, http.MethodPost, "/api/v1/messages", bytes.NewReader(raw), "message/rfc822")
+			if err != nil {
+				return archive.Result{}, err
+			}
+			defer resp.Body.Close()
+			var out struct {
+				ID        string `json:"id"`
+				Duplicate bool   `json:"duplicate"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+				return archive.Result{}, fmt.Errorf("bad answer: %w", err)
+			}
+			return archive.Result{ID: out.ID, Duplicate: out.Duplicate}, nil
+		}
+	} else {
+		n, err := f.openLocal(ctx)
+		if err != nil {
+			return err
+		}
+		defer n.Close(context.Background())
+		ingest = func(ctx context.Context, raw []byte) (archive.Result, error) {
+			return n.Archive.Ingest(ctx, raw, archive.Origin{Source: "import"})
+		}
+	}
+
+	total, _ := file.Count(ctx, paths)
+	p := newProgress("import", total)
+	type job struct {
+		source string
+		raw    []byte
+	}
+	jobs := make(chan job, *workers*2)
+	var mu sync.Mutex
+	var imported, dups, seen int
+	var failures []string
+	fail := func(source string, err error) {
+		mu.Lock()
+		failures = append(failures, fmt.Sprintf("%s: %v", source, err))
+		seen++
+		p.set(seen)
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < max(1, *workers); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				res, err := ingest(ctx, j.raw)
+				if err != nil {
+					fail(j.source, err)
+					continue
+				}
+				mu.Lock()
+				if res.Duplicate {
+					dups++
+				} else {
+					imported++
+				}
+				seen++
+				p.set(seen)
+				mu.Unlock()
+			}
+		}()
+	}
+	walkErr := file.Walk(ctx, paths, file.Options{MaxMessageSize: maxSize}, func(it file.Item) error {
+		if it.Err != nil {
+			fail(it.Source, it.Err)
+			return nil
+		}
+		select {
+		case jobs <- job{it.Source, it.Raw}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	close(jobs)
+	wg.Wait()
+	p.done()
+	for _, fl := range failures {
+		fmt.Fprintf(os.Stderr, "failed: %s\n", fl)
+	}
+	fmt.Printf("imported %d, duplicates %d, failed %d\n", imported, dups, len(failures))
+	if walkErr != nil {
+		return walkErr
+	}
+	if len(failures) > 0 {
+		return errSilent
+	}
+	return nil
+}

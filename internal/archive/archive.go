@@ -1,0 +1,364 @@
+// Package archive is mailarc's core service: the single entry point through
+// which every source (SMTP, journal pull, file import, HTTP API, peers)
+// stores a message, and through which everything else reads one.
+//
+// Ingest normalises the bytes (bare LF -> CRLF), computes the id (SHA-256),
+// unwraps Exchange journal reports, parses headers for the catalog and hands
+// the message to the committer. The committer is one goroutine that gathers
+// concurrent requests into a group: it writes the new blobs to the store
+// with one sync, then commits one catalog transaction, and only then answers
+// every request in the group. A message is acknowledged only when both are
+// durable. A crash between the two leaves at worst an unreferenced blob,
+// which the next ingest of the same bytes adopts (store puts are idempotent)
+// and `mailarc verify` reports.
+//
+// archive imports no protocol: sources adapt their wire to Ingest.
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailarc/mailarc/internal/catalog"
+	"github.com/mailarc/mailarc/internal/message"
+	"github.com/mailarc/mailarc/internal/store"
+)
+
+// Options tune an Archive.
+type Options struct {
+	// MaxMessageSize refuses larger messages with ErrTooLarge (default 100 MiB).
+	MaxMessageSize int64
+	// MaxBatch caps messages per group commit (default 512).
+	MaxBatch int
+	// MaxBatchBytes caps raw bytes per group commit (default 64 MiB).
+	MaxBatchBytes int64
+	// Logger for commit failures (default slog.Default()).
+	Logger *slog.Logger
+	// Registerer for metrics (nil: not registered).
+	Registerer prometheus.Registerer
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Archive is the core service. Create it with New, call Close when done.
+type Archive struct {
+	cat  *catalog.Catalog
+	st   store.Store
+	opt  Options
+	log  *slog.Logger
+	reqs chan *request
+	m    *metrics
+
+	onCommit atomic.Pointer[func()]
+
+	mu      sync.RWMutex // guards closing against concurrent sends on reqs
+	closing bool
+	done    chan struct{}
+}
+
+type request struct {
+	id     string
+	data   []byte
+	report *store.Blob
+	meta   catalog.NewMessage
+	resp   chan response
+}
+
+type response struct {
+	res Result
+	err error
+}
+
+// New starts an Archive over an open catalog and store. The caller keeps
+// ownership of both and closes them after Close.
+func New(cat *catalog.Catalog, st store.Store, opt Options) *Archive {
+	if opt.MaxMessageSize <= 0 {
+		opt.MaxMessageSize = 100 << 20
+	}
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 512
+	}
+	if opt.MaxBatchBytes <= 0 {
+		opt.MaxBatchBytes = 64 << 20
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	a := &Archive{
+		cat:  cat,
+		st:   st,
+		opt:  opt,
+		log:  opt.Logger,
+		reqs: make(chan *request, 4096),
+		m:    newMetrics(opt.Registerer, st),
+		done: make(chan struct{}),
+	}
+	go a.commitLoop()
+	return a
+}
+
+// Close stops accepting new messages (Ingest returns ErrShuttingDown),
+// finishes every request already queued and returns when the committer has
+// stopped, or when ctx ends.
+func (a *Archive) Close(ctx context.Context) error {
+	a.mu.Lock()
+	if !a.closing {
+		a.closing = true
+		close(a.reqs)
+	}
+	a.mu.Unlock()
+	select {
+	case <-a.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("archive: close: %w", ctx.Err())
+	}
+}
+
+// Ingest archives raw and returns once it is durable. See the package doc.
+// Ingest is safe for concurrent use; concurrent calls share group commits.
+func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, error) {
+	if len(raw) == 0 {
+		return Result{}, ErrEmpty
+	}
+	if int64(len(raw)) > a.opt.MaxMessageSize {
+		return Result{}, fmt.Errorf("%w (%d bytes, limit %d)", ErrTooLarge, len(raw), a.opt.MaxMessageSize)
+	}
+	arrival := o.Arrival
+	if arrival.IsZero() {
+		arrival = a.opt.Now()
+	}
+	req := &request{resp: make(chan response, 1)}
+	data := message.Normalize(raw)
+	rcpt := make([]string, 0, len(o.RcptTo))
+	for _, r := range o.RcptTo {
+		rcpt = append(rcpt, normAddr(r))
+	}
+	mailFrom := normAddr(o.MailFrom)
+	if orig, env, ok := message.UnwrapJournal(data); ok && len(orig) > 0 {
+		rb := store.Blob{ID: message.ID(data), Data: data}
+		req.report = &rb
+		data = message.Normalize(orig)
+		for _, r := range env.Recipients {
+			rcpt = append(rcpt, normAddr(r))
+		}
+		if env.Sender != "" {
+			mailFrom = normAddr(env.Sender)
+		}
+	}
+	req.id = message.ID(data)
+	req.data = data
+	p := message.Parse(data, message.Options{Arrival: arrival})
+	req.meta = catalog.NewMessage{
+		ID:          req.id,
+		Date:        p.Date,
+		DateSource:  p.DateSource,
+		Arrival:     arrival,
+		Size:        int64(len(data)),
+		From:        firstAddr(p.From),
+		To:          addrs(p.To),
+		Cc:          addrs(p.Cc),
+		Bcc:         addrs(p.Bcc),
+		Subject:     p.Subject,
+		MessageID:   p.MessageID,
+		Attachments: atts(p.Attachments),
+		Origin:      o.Source,
+		MailFrom:    mailFrom,
+		RcptTo:      rcpt,
+	}
+	if req.report != nil {
+		req.meta.ReportID = req.report.ID
+	}
+
+	a.mu.RLock()
+	if a.closing {
+		a.mu.RUnlock()
+		return Result{}, ErrShuttingDown
+	}
+	select {
+	case a.reqs <- req:
+		a.mu.RUnlock()
+	case <-ctx.Done():
+		a.mu.RUnlock()
+		return Result{}, ctx.Err()
+	}
+	select {
+	case r := <-req.resp:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The request may still be committed; the caller must not treat
+		// this as stored, and a retry deduplicates.
+		return Result{}, ctx.Err()
+	}
+}
+
+func (a *Archive) commitLoop() {
+	defer close(a.done)
+	for first := range a.reqs {
+		batch := []*request{first}
+		size := int64(len(first.data))
+	gather:
+		for len(batch) < a.opt.MaxBatch && size < a.opt.MaxBatchBytes {
+			select {
+			case r, ok := <-a.reqs:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+				size += int64(len(r.data))
+			default:
+				break gather
+			}
+		}
+		a.commit(batch)
+	}
+}
+
+// commit makes one group durable and answers it.
+func (a *Archive) commit(batch []*request) {
+	ctx := context.Background()
+	start := a.opt.Now()
+	fail := func(err error) {
+		a.log.Error("group commit failed", "messages", len(batch), "err", err)
+		a.m.commitErrors.Inc()
+		for _, r := range batch {
+			r.resp <- response{err: fmt.Errorf("%w: %v", ErrUnavailable, err)}
+		}
+	}
+	ids := make([]string, 0, len(batch))
+	for _, r := range batch {
+		ids = append(ids, r.id)
+	}
+	exists, err := a.cat.Exists(ctx, ids)
+	if err != nil {
+		fail(err)
+		return
+	}
+	purged, err := a.cat.IsTombstoned(ctx, ids)
+	if err != nil {
+		fail(err)
+		return
+	}
+	var blobs []store.Blob
+	seen := map[string]bool{}
+	var metas []catalog.NewMessage
+	var metaReq []*request
+	for _, r := range batch {
+		if purged[r.id] {
+			r.resp <- response{res: Result{ID: r.id, Duplicate: true, Purged: true}}
+			continue
+		}
+		if !exists[r.id] && !seen[r.id] {
+			seen[r.id] = true
+			blobs = append(blobs, store.Blob{ID: r.id, Data: r.data})
+		}
+		if r.report != nil && !seen[r.report.ID] {
+			seen[r.report.ID] = true
+			blobs = append(blobs, *r.report)
+		}
+		metas = append(metas, r.meta)
+		metaReq = append(metaReq, r)
+	}
+	if len(metas) == 0 {
+		return
+	}
+	if len(blobs) > 0 {
+		if err := a.st.Put(ctx, blobs); err != nil {
+			fail(fmt.Errorf("store: %w", err))
+			return
+		}
+	}
+	res, err := a.cat.Commit(ctx, metas)
+	if err != nil {
+		fail(err)
+		return
+	}
+	a.m.commitSeconds.Observe(a.opt.Now().Sub(start).Seconds())
+	a.m.batchSize.Observe(float64(len(batch)))
+	if f := a.onCommit.Load(); f != nil {
+		(*f)()
+	}
+	for i, r := range metaReq {
+		out := Result{ID: r.id, Duplicate: res[i].Duplicate, Seq: res[i].Seq}
+		if out.Duplicate {
+			a.m.duplicates.Inc()
+		} else {
+			a.m.ingested.Inc()
+			a.m.bytes.Add(float64(len(r.data)))
+		}
+		r.resp <- response{res: out}
+	}
+}
+
+// OnCommit registers f to be called after every successful group commit
+// (the indexer's wake-up). f must not block.
+func (a *Archive) OnCommit(f func()) { a.onCommit.Store(&f) }
+
+// Get returns a message's catalog record.
+func (a *Archive) Get(ctx context.Context, id string) (*catalog.Message, error) {
+	m, err := a.cat.Get(ctx, id)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	return m, err
+}
+
+// Raw returns a message's exact stored bytes.
+func (a *Archive) Raw(ctx context.Context, id string) ([]byte, error) {
+	b, err := a.st.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("archive: read %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// Catalog returns the catalog (for readers such as the indexer and API).
+func (a *Archive) Catalog() *catalog.Catalog { return a.cat }
+
+// Store returns the blob store.
+func (a *Archive) Store() store.Store { return a.st }
+
+func firstAddr(as []message.Address) string {
+	if len(as) == 0 {
+		return ""
+	}
+	return as[0].String()
+}
+
+func addrs(as []message.Address) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func atts(as []message.Attachment) []catalog.Attachment {
+	out := make([]catalog.Attachment, 0, len(as))
+	for _, a := range as {
+		out = append(out, catalog.Attachment{Filename: a.Filename, ContentType: a.ContentType, Size: a.Size})
+	}
+	return out
+}
+
+// normAddr lowercases and trims an envelope address ("<a@b>" -> "a@b").
+func normAddr(s string) string {
+	s = strings.TrimSpace(s)
+	s = strings.TrimPrefix(s, "<")
+	s = strings.TrimSuffix(s, ">")
+	return strings.ToLower(s)
+}

@@ -1,0 +1,470 @@
+// Package auth holds users, roles, password hashing, API tokens and the
+// per-user visibility rule.
+//
+// Accounts live in the catalog's users table (name, argon2id password hash
+// in PHC format, role, JSON list of addresses); API tokens in the tokens
+// table, stored only as the SHA-256 of the token (the token itself is shown
+// once, at creation). Roles: admin (everything), auditor (search and export
+// all mail, manage holds), user (only mail where one of their addresses is a
+// sender or recipient, envelope included).
+//
+// Verifying an argon2id hash costs tens of milliseconds by design, so a
+// successful (user, password) check is cached in memory for a few minutes
+// as a SHA-256 of the pair; failed logins are throttled per user and per
+// client address.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Role is a user's role.
+type Role string
+
+// The roles.
+const (
+	RoleAdmin   Role = "admin"
+	RoleAuditor Role = "auditor"
+	RoleUser    Role = "user"
+)
+
+// ValidRole reports whether r is a known role.
+func ValidRole(r Role) bool { return r == RoleAdmin || r == RoleAuditor || r == RoleUser }
+
+// Errors.
+var (
+	ErrBadCredentials = errors.New("auth: invalid credentials")
+	ErrThrottled      = errors.New("auth: too many failed attempts, try again later")
+	ErrNoUser         = errors.New("auth: no such user")
+	ErrExists         = errors.New("auth: user already exists")
+)
+
+// User is an account.
+type User struct {
+	Name      string    `json:"name"`
+	Role      Role      `json:"role"`
+	Addresses []string  `json:"addresses"`
+	Created   time.Time `json:"created"`
+}
+
+// SeesAll reports whether the user may see every message.
+func (u *User) SeesAll() bool { return u.Role == RoleAdmin || u.Role == RoleAuditor }
+
+// Service manages accounts over the catalog's tables.
+type Service struct {
+	w, r *sql.DB
+	now  func() time.Time
+
+	mu       sync.Mutex
+	cache    map[[32]byte]cached
+	failures map[string]*failure
+}
+
+type cached struct {
+	user    string
+	expires time.Time
+}
+
+type failure struct {
+	count int
+	until time.Time
+	last  time.Time
+}
+
+// New returns a Service using the catalog's writer and reader handles.
+func New(writer, reader *sql.DB) *Service {
+	return &Service{w: writer, r: reader, now: time.Now, cache: map[[32]byte]cached{}, failures: map[string]*failure{}}
+}
+
+// argon2id parameters (OWASP's recommended minimum: m=19 MiB, t=2, p=1).
+const (
+	argonTime    = 2
+	argonMemory  = 19 * 1024
+	argonThreads = 1
+	argonKeyLen  = 32
+)
+
+// HashPassword returns an argon2id PHC string for pw.
+func HashPassword(pw string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("auth: salt: %w", err)
+	}
+	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", argonMemory, argonTime, argonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+}
+
+// CheckPassword reports whether pw matches the PHC hash.
+func CheckPassword(hash, pw string) bool {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var m, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
+		return false
+	}
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
+	want, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || m > 1<<22 || t > 64 || p == 0 {
+		return false
+	}
+	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// AddUser creates an account.
+func (s *Service) AddUser(ctx context.Context, name, password string, role Role, addresses []string) error {
+	if err := validName(name); err != nil {
+		return err
+	}
+	if !ValidRole(role) {
+		return fmt.Errorf("auth: unknown role %q (admin, auditor or user)", role)
+	}
+	if len(password) < 8 {
+		return errors.New("auth: password must have at least 8 characters")
+	}
+	h, err := HashPassword(password)
+	if err != nil {
+		return err
+	}
+	now := s.now().Unix()
+	_, err = s.w.ExecContext(ctx, `INSERT INTO users(name, password_hash, role, addresses, created, updated) VALUES (?,?,?,?,?,?)`,
+		name, h, string(role), addrJSON(addresses), now, now)
+	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
+		return fmt.Errorf("%w: %s", ErrExists, name)
+	}
+	if err != nil {
+		return fmt.Errorf("auth: add user %s: %w", name, err)
+	}
+	return nil
+}
+
+// SetPassword changes a user's password and drops cached logins.
+func (s *Service) SetPassword(ctx context.Context, name, password string) error {
+	if len(password) < 8 {
+		return errors.New("auth: password must have at least 8 characters")
+	}
+	h, err := HashPassword(password)
+	if err != nil {
+		return err
+	}
+	r, err := s.w.ExecContext(ctx, `UPDATE users SET password_hash=?, updated=? WHERE name=?`, h, s.now().Unix(), name)
+	if err != nil {
+		return fmt.Errorf("auth: set password %s: %w", name, err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: %s", ErrNoUser, name)
+	}
+	s.dropCache(name)
+	return nil
+}
+
+// DeleteUser removes an account and its tokens.
+func (s *Service) DeleteUser(ctx context.Context, name string) error {
+	r, err := s.w.ExecContext(ctx, `DELETE FROM users WHERE name=?`, name)
+	if err != nil {
+		return fmt.Errorf("auth: delete user %s: %w", name, err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: %s", ErrNoUser, name)
+	}
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM tokens WHERE user=?`, name); err != nil {
+		return fmt.Errorf("auth: delete tokens of %s: %w", name, err)
+	}
+	s.dropCache(name)
+	return nil
+}
+
+// Get returns one user.
+func (s *Service) Get(ctx context.Context, name string) (*User, error) {
+	u, _, err := s.load(ctx, name)
+	return u, err
+}
+
+// List returns every user, by name.
+func (s *Service) List(ctx context.Context) ([]User, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, role, addresses, created FROM users ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("auth: list users: %w", err)
+	}
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		var u User
+		var addrs string
+		var created int64
+		if err := rows.Scan(&u.Name, &u.Role, &addrs, &created); err != nil {
+			return nil, fmt.Errorf("auth: list users: %w", err)
+		}
+		_ = json.Unmarshal([]byte(addrs), &u.Addresses)
+		u.Created = time.Unix(created, 0).UTC()
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// Count returns the number of accounts.
+func (s *Service) Count(ctx context.Context) (int, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("auth: count users: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Service) load(ctx context.Context, name string) (*User, string, error) {
+	var u User
+	var addrs, hash string
+	var created int64
+	err := s.r.QueryRowContext(ctx, `SELECT name, role, addresses, created, password_hash FROM users WHERE name=?`, name).
+		Scan(&u.Name, &u.Role, &addrs, &created, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", fmt.Errorf("%w: %s", ErrNoUser, name)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("auth: load user %s: %w", name, err)
+	}
+	_ = json.Unmarshal([]byte(addrs), &u.Addresses)
+	u.Created = time.Unix(created, 0).UTC()
+	return &u, hash, nil
+}
+
+// Throttling: after maxFailures failed logins for a key (user or client
+// address) within failureWindow, further attempts are refused until a lock
+// that doubles with each further failure (capped) has passed.
+const (
+	maxFailures   = 5
+	failureWindow = 15 * time.Minute
+	maxLock       = 15 * time.Minute
+	cacheTTL      = 5 * time.Minute
+)
+
+// Login checks a user name and password from client (an IP address, for
+// throttling) and returns the user.
+func (s *Service) Login(ctx context.Context, name, password, client string) (*User, error) {
+	now := s.now()
+	key := sha256.Sum256([]byte(name + "\x00" + password))
+	s.mu.Lock()
+	if c, ok := s.cache[key]; ok && c.user == name && now.Before(c.expires) {
+		s.mu.Unlock()
+		return s.Get(ctx, name)
+	}
+	for _, k := range []string{"u:" + name, "c:" + client} {
+		if f := s.failures[k]; f != nil && now.Before(f.until) {
+			s.mu.Unlock()
+			return nil, ErrThrottled
+		}
+	}
+	s.mu.Unlock()
+
+	u, hash, err := s.load(ctx, name)
+	if err != nil && !errors.Is(err, ErrNoUser) {
+		return nil, err
+	}
+	ok := false
+	if u != nil {
+		ok = CheckPassword(hash, password)
+	} else {
+		CheckPassword(dummyHash, password) // same cost whether or not the user exists
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !ok {
+		for _, k := range []string{"u:" + name, "c:" + client} {
+			f := s.failures[k]
+			if f == nil || now.Sub(f.last) > failureWindow {
+				f = &failure{}
+				s.failures[k] = f
+			}
+			f.count++
+			f.last = now
+			if f.count >= maxFailures {
+				lock := time.Second << min(f.count-maxFailures, 10)
+				f.until = now.Add(min(lock, maxLock))
+			}
+		}
+		return nil, ErrBadCredentials
+	}
+	delete(s.failures, "u:"+name)
+	delete(s.failures, "c:"+client)
+	if len(s.cache) > 10000 {
+		clear(s.cache)
+	}
+	s.cache[key] = cached{user: name, expires: now.Add(cacheTTL)}
+	return u, nil
+}
+
+var dummyHash = func() string {
+	h, _ := HashPassword("not a real password")
+	return h
+}()
+
+func (s *Service) dropCache(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, c := range s.cache {
+		if c.user == name {
+			delete(s.cache, k)
+		}
+	}
+}
+
+// Token is an API token's metadata (the secret is never stored).
+type Token struct {
+	ID       string    `json:"id"`
+	User     string    `json:"user"`
+	Name     string    `json:"name"`
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used,omitempty"`
+}
+
+const tokenPrefix = "mla_"
+
+// CreateToken makes a new API token for user and returns the secret (shown
+// once) and its metadata.
+func (s *Service) CreateToken(ctx context.Context, user, name string) (string, Token, error) {
+	if _, err := s.Get(ctx, user); err != nil {
+		return "", Token{}, err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", Token{}, fmt.Errorf("auth: token: %w", err)
+	}
+	secret := tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	idb := make([]byte, 8)
+	if _, err := rand.Read(idb); err != nil {
+		return "", Token{}, fmt.Errorf("auth: token: %w", err)
+	}
+	t := Token{ID: hex.EncodeToString(idb), User: user, Name: name, Created: s.now().UTC().Truncate(time.Second)}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO tokens(hash, id, user, name, created) VALUES (?,?,?,?,?)`,
+		tokenHash(secret), t.ID, user, name, t.Created.Unix())
+	if err != nil {
+		return "", Token{}, fmt.Errorf("auth: store token: %w", err)
+	}
+	return secret, t, nil
+}
+
+// Tokens lists a user's tokens (all users' when user is "").
+func (s *Service) Tokens(ctx context.Context, user string) ([]Token, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, user, name, created, last_used FROM tokens WHERE ?='' OR user=? ORDER BY created`, user, user)
+	if err != nil {
+		return nil, fmt.Errorf("auth: list tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []Token
+	for rows.Next() {
+		var t Token
+		var c, l int64
+		if err := rows.Scan(&t.ID, &t.User, &t.Name, &c, &l); err != nil {
+			return nil, fmt.Errorf("auth: list tokens: %w", err)
+		}
+		t.Created = time.Unix(c, 0).UTC()
+		if l > 0 {
+			t.LastUsed = time.Unix(l, 0).UTC()
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// RevokeToken deletes token id; only its owner or an admin may (by is the
+// acting user).
+func (s *Service) RevokeToken(ctx context.Context, by *User, id string) error {
+	q := `DELETE FROM tokens WHERE id=? AND user=?`
+	args := []any{id, by.Name}
+	if by.Role == RoleAdmin {
+		q = `DELETE FROM tokens WHERE id=?`
+		args = args[:1]
+	}
+	r, err := s.w.ExecContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("auth: revoke token: %w", err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return fmt.Errorf("auth: no such token %s", id)
+	}
+	return nil
+}
+
+// TokenUser returns the user owning the API token secret.
+func (s *Service) TokenUser(ctx context.Context, secret string) (*User, error) {
+	if !strings.HasPrefix(secret, tokenPrefix) {
+		return nil, ErrBadCredentials
+	}
+	var user string
+	err := s.r.QueryRowContext(ctx, `SELECT user FROM tokens WHERE hash=?`, tokenHash(secret)).Scan(&user)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrBadCredentials
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auth: token lookup: %w", err)
+	}
+	return s.Get(ctx, user)
+}
+
+// EnsureAdmin creates the bootstrap account "admin" when no user exists.
+// With password empty a random one is generated and returned (to be shown
+// once); created reports whether an account was made.
+func (s *Service) EnsureAdmin(ctx context.Context, password string) (created bool, generated string, err error) {
+	n, err := s.Count(ctx)
+	if err != nil || n > 0 {
+		return false, "", err
+	}
+	if password == "" {
+		b := make([]byte, 15)
+		if _, err := rand.Read(b); err != nil {
+			return false, "", fmt.Errorf("auth: generate password: %w", err)
+		}
+		password = base64.RawURLEncoding.EncodeToString(b)
+		generated = password
+	}
+	if err := s.AddUser(ctx, "admin", password, RoleAdmin, nil); err != nil {
+		return false, "", err
+	}
+	return true, generated, nil
+}
+
+func tokenHash(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+func validName(name string) error {
+	if name == "" || len(name) > 128 {
+		return errors.New("auth: user name must have 1 to 128 characters")
+	}
+	for _, r := range name {
+		if r <= ' ' || r == ':' || r == '/' || r == 0x7f {
+			return fmt.Errorf("auth: user name %q may not contain spaces, ':' or '/'", name)
+		}
+	}
+	return nil
+}
+
+func addrJSON(a []string) string {
+	out := make([]string, 0, len(a))
+	for _, s := range a {
+		if s = strings.ToLower(strings.TrimSpace(s)); s != "" {
+			out = append(out, s)
+		}
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}

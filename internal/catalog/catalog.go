@@ -1,0 +1,592 @@
+// Package catalog is mailarc's metadata database: one SQLite file
+// (data_dir/catalog.db) in WAL mode with synchronous=FULL, so a committed
+// transaction survives power loss.
+//
+// Writes go through a single connection (one writer); the archive's group
+// commit calls Commit with many messages per transaction. Reads use a
+// separate pool and never block the writer.
+//
+// Tables (schema version in schema_migrations; migrations in migrate.go run
+// at Open, each once, in order):
+//
+//	meta(key, value)            node facts: store_instance, created, counters
+//	messages(seq, id, ...)      one row per archived message. seq INTEGER
+//	                            PRIMARY KEY AUTOINCREMENT is the change feed:
+//	                            it only grows and is never reused, even after
+//	                            a purge. mseq is a second counter bumped on
+//	                            every metadata change (insert or union), which
+//	                            the indexer follows.
+//	origins(seq, origin)        every source that delivered the message (union)
+//	envelope(seq, kind, addr)   SMTP/journal envelope: kind 'from' or 'rcpt'
+//	journal_reports(seq, report_id)
+//	                            journal report blobs the message was unwrapped from
+//	tombstones(id, purged_at, reason)
+//	                            ids purged by retention; never stored again
+//	users, tokens               accounts and API tokens (package auth)
+//	peer_cursors, source_state  reserved for mirroring and journal pull
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3"
+)
+
+// ErrNotFound is returned when a message or row does not exist.
+var ErrNotFound = errors.New("catalog: not found")
+
+// Catalog is an open catalog database.
+type Catalog struct {
+	w *sql.DB // single writer connection
+	r *sql.DB // readers
+}
+
+// Open opens (creating if needed) the catalog at path and runs migrations.
+func Open(ctx context.Context, path string) (*Catalog, error) {
+	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=15000&_foreign_keys=on"
+	w, err := sql.Open("sqlite3", dsn+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("catalog: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("catalog: open %s: %w", path, err)
+	}
+	c := &Catalog{w: w}
+	if err := c.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite3", dsn+"&mode=ro&_query_only=1")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("catalog: open readers %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	c.r = r
+	return c, nil
+}
+
+// Close closes the database.
+func (c *Catalog) Close() error {
+	return errors.Join(c.r.Close(), c.w.Close())
+}
+
+// Attachment is listing metadata for one attachment.
+type Attachment struct {
+	Filename    string `json:"filename"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+}
+
+// Message is a message's catalog row.
+type Message struct {
+	Seq         int64
+	MSeq        int64
+	ID          string
+	Date        time.Time
+	DateSource  string
+	Arrival     time.Time
+	Size        int64
+	From        string
+	To          []string
+	Cc          []string
+	Bcc         []string
+	Subject     string
+	MessageID   string
+	Attachments []Attachment
+	Origins     []string
+	MailFrom    []string
+	RcptTo      []string
+	Reports     []string // journal report blob ids
+}
+
+// NewMessage is one item of a Commit batch.
+type NewMessage struct {
+	ID          string
+	Date        time.Time
+	DateSource  string
+	Arrival     time.Time
+	Size        int64
+	From        string
+	To, Cc, Bcc []string
+	Subject     string
+	MessageID   string
+	Attachments []Attachment
+	// Metadata merged by union when the id already exists:
+	Origin   string
+	MailFrom string
+	RcptTo   []string
+	ReportID string // id of a journal report blob this was unwrapped from
+}
+
+// CommitResult is the outcome of one NewMessage.
+type CommitResult struct {
+	Seq       int64
+	Duplicate bool
+}
+
+// Commit applies a batch in one transaction: new ids are inserted (getting
+// a fresh seq), existing ids have their origins and envelope merged by
+// union. It returns only once the transaction is durable. Items with the
+// same id in one batch are handled in order (the later ones are duplicates).
+func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResult, error) {
+	res := make([]CommitResult, len(items))
+	tx, err := c.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	mseq, err := counter(ctx, tx, "mseq")
+	if err != nil {
+		return nil, err
+	}
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO messages
+		(id, mseq, date, date_source, arrival, size, from_addr, to_addrs, cc_addrs, bcc_addrs, subject, message_id, attachments)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: prepare: %w", err)
+	}
+	defer ins.Close()
+	for i, m := range items {
+		mseq++
+		r, err := ins.ExecContext(ctx, m.ID, mseq, m.Date.Unix(), m.DateSource, m.Arrival.UnixNano(), m.Size,
+			m.From, jsonList(m.To), jsonList(m.Cc), jsonList(m.Bcc), m.Subject, m.MessageID, jsonAtt(m.Attachments))
+		if err != nil {
+			return nil, fmt.Errorf("catalog: insert %s: %w", m.ID, err)
+		}
+		n, _ := r.RowsAffected()
+		var seq int64
+		if n == 1 {
+			seq, _ = r.LastInsertId()
+		} else {
+			res[i].Duplicate = true
+			if err := tx.QueryRowContext(ctx, `SELECT seq FROM messages WHERE id=?`, m.ID).Scan(&seq); err != nil {
+				return nil, fmt.Errorf("catalog: lookup %s: %w", m.ID, err)
+			}
+		}
+		res[i].Seq = seq
+		changed := n == 1
+		add := func(q string, args ...any) error {
+			r, err := tx.ExecContext(ctx, q, args...)
+			if err != nil {
+				return fmt.Errorf("catalog: merge metadata of %s: %w", m.ID, err)
+			}
+			if k, _ := r.RowsAffected(); k > 0 {
+				changed = true
+			}
+			return nil
+		}
+		if m.Origin != "" {
+			if err := add(`INSERT OR IGNORE INTO origins(seq, origin, first_seen) VALUES (?,?,?)`, seq, m.Origin, m.Arrival.Unix()); err != nil {
+				return nil, err
+			}
+		}
+		if m.MailFrom != "" {
+			if err := add(`INSERT OR IGNORE INTO envelope(seq, kind, addr) VALUES (?,'from',?)`, seq, strings.ToLower(m.MailFrom)); err != nil {
+				return nil, err
+			}
+		}
+		for _, a := range m.RcptTo {
+			if a == "" {
+				continue
+			}
+			if err := add(`INSERT OR IGNORE INTO envelope(seq, kind, addr) VALUES (?,'rcpt',?)`, seq, strings.ToLower(a)); err != nil {
+				return nil, err
+			}
+		}
+		if m.ReportID != "" {
+			if err := add(`INSERT OR IGNORE INTO journal_reports(seq, report_id) VALUES (?,?)`, seq, m.ReportID); err != nil {
+				return nil, err
+			}
+		}
+		if changed && n == 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE messages SET mseq=? WHERE seq=?`, mseq, seq); err != nil {
+				return nil, fmt.Errorf("catalog: bump mseq: %w", err)
+			}
+		}
+	}
+	if err := setCounter(ctx, tx, "mseq", mseq); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("catalog: commit: %w", err)
+	}
+	return res, nil
+}
+
+func counter(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+	var v int64
+	err := tx.QueryRowContext(ctx, `SELECT CAST(value AS INTEGER) FROM meta WHERE key=?`, name).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("catalog: read counter %s: %w", name, err)
+	}
+	return v, nil
+}
+
+func setCounter(ctx context.Context, tx *sql.Tx, name string, v int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value`, name, fmt.Sprint(v))
+	if err != nil {
+		return fmt.Errorf("catalog: write counter %s: %w", name, err)
+	}
+	return nil
+}
+
+// Exists reports which of ids are in the catalog (as message rows).
+func (c *Catalog) Exists(ctx context.Context, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	const chunk = 500
+	for len(ids) > 0 {
+		n := min(chunk, len(ids))
+		part := ids[:n]
+		ids = ids[n:]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		rows, err := c.r.QueryContext(ctx, `SELECT id FROM messages WHERE id IN (`+placeholders(len(part))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: exists: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("catalog: exists: %w", err)
+			}
+			out[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("catalog: exists: %w", err)
+		}
+	}
+	return out, nil
+}
+
+const messageCols = `seq, mseq, id, date, date_source, arrival, size, from_addr, to_addrs, cc_addrs, bcc_addrs, subject, message_id, attachments`
+
+func scanMessage(sc interface{ Scan(...any) error }) (*Message, error) {
+	var m Message
+	var date, arrival int64
+	var to, cc, bcc, att string
+	if err := sc.Scan(&m.Seq, &m.MSeq, &m.ID, &date, &m.DateSource, &arrival, &m.Size, &m.From, &to, &cc, &bcc, &m.Subject, &m.MessageID, &att); err != nil {
+		return nil, err
+	}
+	m.Date = time.Unix(date, 0).UTC()
+	m.Arrival = time.Unix(0, arrival).UTC()
+	_ = json.Unmarshal([]byte(to), &m.To)
+	_ = json.Unmarshal([]byte(cc), &m.Cc)
+	_ = json.Unmarshal([]byte(bcc), &m.Bcc)
+	_ = json.Unmarshal([]byte(att), &m.Attachments)
+	return &m, nil
+}
+
+// Get returns the message with the given id, with origins and envelope.
+func (c *Catalog) Get(ctx context.Context, id string) (*Message, error) {
+	m, err := scanMessage(c.r.QueryRowContext(ctx, `SELECT `+messageCols+` FROM messages WHERE id=?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("catalog: get %s: %w", id, err)
+	}
+	if err := c.loadExtras(ctx, []*Message{m}); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// GetMany returns the messages with the given ids, in the order given;
+// unknown ids are skipped.
+func (c *Catalog) GetMany(ctx context.Context, ids []string) ([]*Message, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := c.r.QueryContext(ctx, `SELECT `+messageCols+` FROM messages WHERE id IN (`+placeholders(len(ids))+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: get many: %w", err)
+	}
+	byID := map[string]*Message{}
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("catalog: get many: %w", err)
+		}
+		byID[m.ID] = m
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("catalog: get many: %w", err)
+	}
+	out := make([]*Message, 0, len(ids))
+	for _, id := range ids {
+		if m, ok := byID[id]; ok {
+			out = append(out, m)
+		}
+	}
+	if err := c.loadExtras(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// loadExtras fills origins, envelope and journal reports.
+func (c *Catalog) loadExtras(ctx context.Context, ms []*Message) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	bySeq := make(map[int64]*Message, len(ms))
+	args := make([]any, len(ms))
+	for i, m := range ms {
+		bySeq[m.Seq] = m
+		args[i] = m.Seq
+	}
+	in := `(` + placeholders(len(ms)) + `)`
+	q := `SELECT seq, 'origin', origin FROM origins WHERE seq IN ` + in +
+		` UNION ALL SELECT seq, kind, addr FROM envelope WHERE seq IN ` + in +
+		` UNION ALL SELECT seq, 'report', report_id FROM journal_reports WHERE seq IN ` + in +
+		` ORDER BY 1, 2, 3`
+	rows, err := c.r.QueryContext(ctx, q, append(append(append([]any{}, args...), args...), args...)...)
+	if err != nil {
+		return fmt.Errorf("catalog: load metadata: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq int64
+		var kind, v string
+		if err := rows.Scan(&seq, &kind, &v); err != nil {
+			return fmt.Errorf("catalog: load metadata: %w", err)
+		}
+		m := bySeq[seq]
+		switch kind {
+		case "origin":
+			m.Origins = append(m.Origins, v)
+		case "from":
+			m.MailFrom = append(m.MailFrom, v)
+		case "rcpt":
+			m.RcptTo = append(m.RcptTo, v)
+		case "report":
+			m.Reports = append(m.Reports, v)
+		}
+	}
+	return rows.Err()
+}
+
+// ChangedAfter returns up to limit messages whose metadata counter mseq is
+// greater than after, in mseq order (what the indexer follows).
+func (c *Catalog) ChangedAfter(ctx context.Context, after int64, limit int) ([]*Message, error) {
+	return c.list(ctx, `SELECT `+messageCols+` FROM messages WHERE mseq > ? ORDER BY mseq LIMIT ?`, after, limit)
+}
+
+// FeedAfter returns up to limit messages with seq greater than after, in
+// seq order: the change feed.
+func (c *Catalog) FeedAfter(ctx context.Context, after int64, limit int) ([]*Message, error) {
+	return c.list(ctx, `SELECT `+messageCols+` FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+}
+
+func (c *Catalog) list(ctx context.Context, q string, args ...any) ([]*Message, error) {
+	rows, err := c.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: list: %w", err)
+	}
+	var out []*Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("catalog: list: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("catalog: list: %w", err)
+	}
+	if err := c.loadExtras(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Walk calls fn for every message id and raw size, in seq order.
+func (c *Catalog) Walk(ctx context.Context, fn func(id string, size int64) error) error {
+	var after int64
+	for {
+		rows, err := c.r.QueryContext(ctx, `SELECT seq, id, size FROM messages WHERE seq > ? ORDER BY seq LIMIT 5000`, after)
+		if err != nil {
+			return fmt.Errorf("catalog: walk: %w", err)
+		}
+		type row struct {
+			id   string
+			size int64
+		}
+		var batch []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&after, &r.id, &r.size); err != nil {
+				rows.Close()
+				return fmt.Errorf("catalog: walk: %w", err)
+			}
+			batch = append(batch, r)
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("catalog: walk: %w", err)
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, r := range batch {
+			if err := fn(r.id, r.size); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Stats are catalog-wide counts.
+type Stats struct {
+	Messages int64
+	Bytes    int64
+	Head     int64 // highest seq ever assigned
+	MSeq     int64 // highest metadata-change counter
+}
+
+// Stats returns counts and feed heads.
+func (c *Catalog) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	err := c.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(size),0) FROM messages`).Scan(&s.Messages, &s.Bytes)
+	if err != nil {
+		return s, fmt.Errorf("catalog: stats: %w", err)
+	}
+	if err := c.r.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name='messages'),0)`).Scan(&s.Head); err != nil {
+		return s, fmt.Errorf("catalog: stats: %w", err)
+	}
+	if err := c.r.QueryRowContext(ctx, `SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key='mseq'),0)`).Scan(&s.MSeq); err != nil {
+		return s, fmt.Errorf("catalog: stats: %w", err)
+	}
+	return s, nil
+}
+
+// Meta returns a value from the meta table ("" when unset).
+func (c *Catalog) Meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := c.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key=?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("catalog: meta %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// SetMeta writes a value into the meta table.
+func (c *Catalog) SetMeta(ctx context.Context, key, value string) error {
+	_, err := c.w.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value`, key, value)
+	if err != nil {
+		return fmt.Errorf("catalog: set meta %s: %w", key, err)
+	}
+	return nil
+}
+
+// IsTombstoned reports which of ids were purged.
+func (c *Catalog) IsTombstoned(ctx context.Context, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := c.r.QueryContext(ctx, `SELECT id FROM tombstones WHERE id IN (`+placeholders(len(ids))+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: tombstones: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("catalog: tombstones: %w", err)
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
+}
+
+// DB returns the writer and reader handles for packages that own their own
+// tables in the catalog (auth, governance, mirror). Writes must go through
+// the writer.
+func (c *Catalog) DB() (writer, reader *sql.DB) { return c.w, c.r }
+
+// IsBusy reports whether err is SQLite's "database is locked/busy".
+func IsBusy(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
+}
+
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?,", n-1) + "?"
+}
+
+func jsonList(v []string) string {
+	if v == nil {
+		v = []string{}
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func jsonAtt(v []Attachment) string {
+	if v == nil {
+		v = []Attachment{}
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// ReportIDs returns the ids of every journal report blob referenced.
+func (c *Catalog) ReportIDs(ctx context.Context) ([]string, error) {
+	rows, err := c.r.QueryContext(ctx, `SELECT DISTINCT report_id FROM journal_reports`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: report ids: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("catalog: report ids: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// CountChangedAfter counts messages whose metadata counter is above after
+// (the indexer's backlog).
+func (c *Catalog) CountChangedAfter(ctx context.Context, after int64) (int64, error) {
+	var n int64
+	if err := c.r.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE mseq > ?`, after).Scan(&n); err != nil {
+		return 0, fmt.Errorf("catalog: count changes: %w", err)
+	}
+	return n, nil
+}

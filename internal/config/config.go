@@ -1,0 +1,424 @@
+// Package config defines mailarc's configuration: the TOML file format of
+// DESIGN §5, its embedded defaults, environment overrides and validation.
+//
+// Precedence, lowest to highest: Default(), the TOML file given with
+// --config, then environment variables MAILARC_<SECTION>_<KEY> (top-level keys
+// as MAILARC_<KEY>, e.g. MAILARC_NODE_NAME, MAILARC_HTTP_LISTEN,
+// MAILARC_SMTP_MAX_MESSAGE_SIZE). List values in the environment are
+// comma-separated.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole configuration of a node.
+type Config struct {
+	// NodeName is unique among mirrored nodes. Default: the host name.
+	NodeName string `toml:"node_name"`
+	// DataDir holds the store, catalog, index and keys. Default ./mailarc-data.
+	DataDir string `toml:"data_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+	// MaxMessageSize caps any message from any source (default 100MB).
+	MaxMessageSize Size `toml:"max_message_size"`
+
+	Store   Store    `toml:"store"`
+	Catalog Catalog  `toml:"catalog"`
+	HTTP    HTTP     `toml:"http"`
+	SMTP    SMTP     `toml:"smtp"`
+	Index   Index    `toml:"index"`
+	Mirror  Mirror   `toml:"mirror"`
+	Sources []Source `toml:"sources"`
+}
+
+// Store configures the blob store.
+type Store struct {
+	// Backend is "local" (append-only packs under data_dir/store).
+	Backend string `toml:"backend"`
+	// EncryptionKeyFile, when set, enables AES-256-GCM at rest with the key
+	// in that file (32 raw bytes, 64 hex digits or base64).
+	EncryptionKeyFile string `toml:"encryption_key_file"`
+	// MaxPackSize rolls pack files beyond this size (default 1GB).
+	MaxPackSize Size `toml:"max_pack_size"`
+}
+
+// Catalog configures the metadata database.
+type Catalog struct {
+	// Backend is "sqlite".
+	Backend string `toml:"backend"`
+}
+
+// HTTP configures the API and web UI listener.
+type HTTP struct {
+	// Listen is the address of the HTTP API and UI (default 127.0.0.1:8080).
+	Listen string `toml:"listen"`
+	// TLSCert and TLSKey, when both set, serve HTTPS.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+}
+
+// SMTP configures the SMTP (journaling) listener.
+type SMTP struct {
+	// Listen addresses; empty list disables SMTP. Default ["127.0.0.1:2525"].
+	Listen []string `toml:"listen"`
+	// LMTPListen addresses (tcp host:port or unix:/path); empty disables LMTP.
+	LMTPListen []string `toml:"lmtp_listen"`
+	// Hostname announced in the greeting. Default: node_name.
+	Hostname string `toml:"hostname"`
+	// Recipients accepted in RCPT TO: exact addresses or "@domain"; empty accepts all.
+	Recipients []string `toml:"recipients"`
+	// AllowedNetworks (CIDRs) may connect; empty allows all.
+	AllowedNetworks []string `toml:"allowed_networks"`
+	// MaxMessageSize for SMTP (default: the global max_message_size).
+	MaxMessageSize Size `toml:"max_message_size"`
+	// MaxConnections concurrently open (default 200).
+	MaxConnections int `toml:"max_connections"`
+	// MaxRecipients per message (default 10000).
+	MaxRecipients int `toml:"max_recipients"`
+	// CommandTimeout and DataTimeout (defaults 5m and 10m).
+	CommandTimeout Duration `toml:"command_timeout"`
+	DataTimeout    Duration `toml:"data_timeout"`
+	// TLSCert/TLSKey for STARTTLS; when empty a self-signed certificate is
+	// generated on first start under data_dir.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// AuthFile holds "user:password" lines; empty means no AUTH offered.
+	AuthFile string `toml:"auth_file"`
+	// AuthRequired refuses MAIL before AUTH.
+	AuthRequired bool `toml:"auth_required"`
+	// RequireTLS allows AUTH only after STARTTLS.
+	RequireTLS bool `toml:"require_tls"`
+}
+
+// Index configures the full-text indexer.
+type Index struct {
+	// BatchSize is the number of messages per index transaction (default 1000).
+	BatchSize int `toml:"batch_size"`
+	// Workers parsing and extracting text (default 2).
+	Workers int `toml:"workers"`
+}
+
+// Mirror configures mirroring (DESIGN §6).
+type Mirror struct {
+	Listen           string `toml:"listen"`
+	SharedSecretFile string `toml:"shared_secret_file"`
+	Peers            []Peer `toml:"peers"`
+}
+
+// Peer is a mirrored node.
+type Peer struct {
+	Name string `toml:"name"`
+	URL  string `toml:"url"`
+}
+
+// Source is a journal mailbox polled over IMAP or POP3.
+type Source struct {
+	Name          string   `toml:"name"`
+	Type          string   `toml:"type"`
+	Host          string   `toml:"host"`
+	Port          int      `toml:"port"`
+	TLS           string   `toml:"tls"`
+	AllowInsecure bool     `toml:"allow_insecure"`
+	User          string   `toml:"user"`
+	PasswordFile  string   `toml:"password_file"`
+	TokenFile     string   `toml:"token_file"`
+	Auth          string   `toml:"auth"`
+	Folders       []string `toml:"folders"`
+	Poll          Duration `toml:"poll"`
+	Mode          string   `toml:"mode"`
+	MoveTo        string   `toml:"move_to"`
+	Owner         string   `toml:"owner"`
+	Standby       []string `toml:"standby"`
+	TakeoverAfter Duration `toml:"takeover_after"`
+	Enabled       *bool    `toml:"enabled"`
+}
+
+// Default returns the embedded defaults: `mailarc serve` with no config.
+func Default() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "mailarc"
+	}
+	return Config{
+		NodeName:       host,
+		DataDir:        "./mailarc-data",
+		LogLevel:       "info",
+		MaxMessageSize: 100 << 20,
+		Store:          Store{Backend: "local", MaxPackSize: 1 << 30},
+		Catalog:        Catalog{Backend: "sqlite"},
+		HTTP:           HTTP{Listen: "127.0.0.1:8080"},
+		SMTP: SMTP{
+			Listen:         []string{"127.0.0.1:2525"},
+			MaxConnections: 200,
+			MaxRecipients:  10000,
+			CommandTimeout: Duration(5 * time.Minute),
+			DataTimeout:    Duration(10 * time.Minute),
+		},
+		Index: Index{BatchSize: 1000, Workers: 2},
+	}
+}
+
+// Load reads the TOML file at path (empty path: defaults only) and applies
+// environment overrides from environ (KEY=VALUE pairs, as os.Environ()).
+func Load(path string, environ []string) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		defer f.Close()
+		if err := Parse(f, &cfg); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := ApplyEnv(&cfg, environ); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// Parse decodes TOML from r over cfg (fields absent from r keep their
+// values) and refuses unknown keys, which are nearly always typos.
+func Parse(r io.Reader, cfg *Config) error {
+	md, err := toml.NewDecoder(r).Decode(cfg)
+	if err != nil {
+		return err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// ApplyEnv sets fields from MAILARC_<SECTION>_<KEY> variables. Only scalar
+// and string-list fields of the top level and of its sections are settable
+// this way; tables of arrays (peers, sources) need the file.
+func ApplyEnv(cfg *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(k, "MAILARC_") {
+			env[k] = v
+		}
+	}
+	var errs []error
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := f.Tag.Get("toml")
+			if name == "" || name == "-" {
+				continue
+			}
+			key := prefix + strings.ToUpper(name)
+			fv := v.Field(i)
+			if fv.Kind() == reflect.Struct && fv.Type() != reflect.TypeOf(Duration(0)) {
+				walk(fv, key+"_")
+				continue
+			}
+			val, ok := env[key]
+			if !ok {
+				continue
+			}
+			if err := setField(fv, val); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+			}
+		}
+	}
+	walk(reflect.ValueOf(cfg).Elem(), "MAILARC_")
+	return errors.Join(errs...)
+}
+
+func setField(fv reflect.Value, val string) error {
+	switch p := fv.Addr().Interface().(type) {
+	case *string:
+		*p = val
+	case *int:
+		n, err := strconv.Atoi(val)
+		if err != nil {
+			return err
+		}
+		*p = n
+	case *bool:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return err
+		}
+		*p = b
+	case *Size:
+		return p.UnmarshalText([]byte(val))
+	case *Duration:
+		return p.UnmarshalText([]byte(val))
+	case *[]string:
+		*p = nil
+		for _, s := range strings.Split(val, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				*p = append(*p, s)
+			}
+		}
+	default:
+		return fmt.Errorf("not settable from the environment")
+	}
+	return nil
+}
+
+// FieldError names the config key that is wrong.
+type FieldError struct {
+	Key string
+	Msg string
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
+
+// Validate checks the configuration and returns every problem found, each
+// as a *FieldError.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, &FieldError{Key: key, Msg: fmt.Sprintf(format, a...)})
+	}
+	if c.NodeName == "" {
+		bad("node_name", "must not be empty")
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	if c.MaxMessageSize <= 0 {
+		bad("max_message_size", "must be positive")
+	}
+	if c.Store.Backend != "local" {
+		bad("store.backend", "only \"local\" is supported in this release, not %q", c.Store.Backend)
+	}
+	if c.Catalog.Backend != "sqlite" {
+		bad("catalog.backend", "only \"sqlite\" is supported in this release, not %q", c.Catalog.Backend)
+	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		bad("http.tls_cert", "tls_cert and tls_key must be set together")
+	}
+	for _, n := range c.SMTP.AllowedNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			bad("smtp.allowed_networks", "%q is not a CIDR prefix", n)
+		}
+	}
+	for _, r := range c.SMTP.Recipients {
+		if !strings.Contains(r, "@") {
+			bad("smtp.recipients", "%q is neither an address nor @domain", r)
+		}
+	}
+	if c.Index.BatchSize <= 0 {
+		bad("index.batch_size", "must be positive")
+	}
+	if c.Index.Workers <= 0 {
+		bad("index.workers", "must be positive")
+	}
+	names := map[string]bool{}
+	for i, s := range c.Sources {
+		key := fmt.Sprintf("sources[%d]", i)
+		if s.Name == "" {
+			bad(key+".name", "must not be empty")
+		} else if names[s.Name] {
+			bad(key+".name", "duplicate source name %q", s.Name)
+		}
+		names[s.Name] = true
+		if s.Type != "imap" && s.Type != "pop3" {
+			bad(key+".type", "must be imap or pop3, not %q", s.Type)
+		}
+		if s.Host == "" {
+			bad(key+".host", "must not be empty")
+		}
+		switch s.TLS {
+		case "", "implicit", "starttls", "none":
+		default:
+			bad(key+".tls", "must be implicit, starttls or none, not %q", s.TLS)
+		}
+		switch s.Mode {
+		case "", "keep", "delete":
+		default:
+			bad(key+".mode", "must be keep or delete, not %q", s.Mode)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Size is a byte count written as "100MB", "512k", "2GiB" or a plain number.
+type Size int64
+
+// UnmarshalText parses a size with an optional unit (k, m, g, t; an
+// optional "i" and "b"; powers of 1024).
+func (s *Size) UnmarshalText(b []byte) error {
+	n, err := ParseSize(string(b))
+	if err != nil {
+		return err
+	}
+	*s = Size(n)
+	return nil
+}
+
+// MarshalText writes the size as a plain byte count.
+func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(s), 10)), nil }
+
+// ParseSize parses "100MB", "10k", "2g", "1048576".
+func ParseSize(v string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(v))
+	t = strings.TrimSuffix(t, "b")
+	t = strings.TrimSuffix(t, "i")
+	mult := int64(1)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'k':
+			mult = 1 << 10
+		case 'm':
+			mult = 1 << 20
+		case 'g':
+			mult = 1 << 30
+		case 't':
+			mult = 1 << 40
+		}
+		if mult != 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid size %q (want e.g. 100MB, 512k, 1048576)", v)
+	}
+	return n * mult, nil
+}
+
+// Duration is a time.Duration written as "30s", "5m", "1h".
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. 30s, 5m)", string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration in Go syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }

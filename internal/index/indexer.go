@@ -1,0 +1,342 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailarc/mailarc/internal/extract"
+	"github.com/mailarc/mailarc/internal/message"
+)
+
+// Change is one catalog change the indexer must (re)index: a message that
+// was stored or whose metadata (envelope, origins) grew. MSeq is the
+// catalog's metadata-change counter, which only grows.
+type Change struct {
+	MSeq     int64
+	Seq      int64
+	ID       string
+	Date     time.Time
+	Arrival  time.Time
+	Size     int64
+	Origins  []string
+	MailFrom []string
+	RcptTo   []string
+}
+
+// Feed is what the indexer reads; the server adapts the catalog and store.
+type Feed interface {
+	// ChangesAfter returns up to limit changes with MSeq > after, in MSeq order.
+	ChangesAfter(ctx context.Context, after int64, limit int) ([]Change, error)
+	// Raw returns a message's stored bytes.
+	Raw(ctx context.Context, id string) ([]byte, error)
+}
+
+// IndexerOptions tune the Indexer.
+type IndexerOptions struct {
+	BatchSize  int            // messages per index transaction (default 1000)
+	Workers    int            // goroutines parsing and extracting (default 2)
+	Limits     extract.Limits // attachment extraction limits (default extract.DefaultLimits())
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// PollInterval is how often the feed is checked without a Notify (default 1 s).
+	PollInterval time.Duration
+}
+
+// Indexer follows the catalog's change feed and keeps the index current.
+// Its watermark (the highest MSeq indexed) is stored in the index in the
+// same transaction as the documents, so after a crash it resumes exactly
+// where the last committed batch ended: nothing is skipped, and a change
+// indexed twice replaces itself.
+type Indexer struct {
+	idx  Index
+	feed Feed
+	opt  IndexerOptions
+	log  *slog.Logger
+	wake chan struct{}
+
+	watermark atomic.Int64
+	oldest    atomic.Int64 // arrival (unix nanos) of the oldest unindexed change, 0 if none known
+	indexed   prometheus.Counter
+	skipped   *prometheus.CounterVec
+	skippedN  atomic.Int64
+	batchSecs prometheus.Histogram
+}
+
+// NewIndexer creates an Indexer; call Run to start it.
+func NewIndexer(idx Index, feed Feed, opt IndexerOptions) *Indexer {
+	if opt.BatchSize <= 0 {
+		opt.BatchSize = 1000
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = 2
+	}
+	if opt.Limits == (extract.Limits{}) {
+		opt.Limits = extract.DefaultLimits()
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.PollInterval <= 0 {
+		opt.PollInterval = time.Second
+	}
+	x := &Indexer{idx: idx, feed: feed, opt: opt, log: opt.Logger, wake: make(chan struct{}, 1)}
+	x.indexed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mailarc_index_documents_total", Help: "Documents written to the full-text index (re-indexes included).",
+	})
+	x.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailarc_index_attachments_skipped_total",
+		Help: "Attachments whose text was not extracted, by reason: unsupported, error, timeout, limit.",
+	}, []string{"reason"})
+	x.batchSecs = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "mailarc_index_batch_seconds", Help: "Time to build and commit one index batch.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+	})
+	if opt.Registerer != nil {
+		opt.Registerer.MustRegister(x.indexed, x.skipped, x.batchSecs)
+	}
+	return x
+}
+
+// Notify wakes the indexer (called after each group commit). Never blocks.
+func (x *Indexer) Notify() {
+	select {
+	case x.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Watermark is the highest change counter indexed.
+func (x *Indexer) Watermark() int64 { return x.watermark.Load() }
+
+// OldestPending is the arrival time of the oldest change not yet indexed,
+// or the zero time when the indexer has caught up (as far as it knows).
+func (x *Indexer) OldestPending() time.Time {
+	if v := x.oldest.Load(); v != 0 {
+		return time.Unix(0, v)
+	}
+	return time.Time{}
+}
+
+// SkippedAttachments counts attachments whose text could not be extracted.
+func (x *Indexer) SkippedAttachments() int64 { return x.skippedN.Load() }
+
+// Run indexes until ctx is cancelled. Errors are logged and retried with
+// backoff; Run returns only ctx's error.
+func (x *Indexer) Run(ctx context.Context) error {
+	wm, err := x.idx.Watermark(ctx)
+	for err != nil {
+		x.log.Error("index watermark unreadable; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+		wm, err = x.idx.Watermark(ctx)
+	}
+	x.watermark.Store(wm)
+	backoff := time.Second
+	for {
+		n, err := x.step(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			x.log.Error("indexing batch failed; retrying", "err", err, "backoff", backoff)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, time.Minute)
+			continue
+		}
+		backoff = time.Second
+		if n > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-x.wake:
+		case <-time.After(x.opt.PollInterval):
+		}
+	}
+}
+
+// CatchUp indexes until the feed is exhausted (for `mailarc reindex` and tests).
+func (x *Indexer) CatchUp(ctx context.Context, progress func(done int)) error {
+	wm, err := x.idx.Watermark(ctx)
+	if err != nil {
+		return err
+	}
+	x.watermark.Store(wm)
+	done := 0
+	for {
+		n, err := x.step(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		done += n
+		if progress != nil {
+			progress(done)
+		}
+	}
+}
+
+// step indexes one batch and returns how many changes it covered.
+func (x *Indexer) step(ctx context.Context) (int, error) {
+	wm := x.watermark.Load()
+	changes, err := x.feed.ChangesAfter(ctx, wm, x.opt.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("index: read feed: %w", err)
+	}
+	if len(changes) == 0 {
+		x.oldest.Store(0)
+		return 0, nil
+	}
+	x.oldest.Store(changes[0].Arrival.UnixNano())
+	start := time.Now()
+	docs := make([]Document, len(changes))
+	errs := make([]error, len(changes))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < x.opt.Workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(changes) || ctx.Err() != nil {
+					return
+				}
+				docs[i], errs[i] = x.build(ctx, changes[i])
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	for i, err := range errs {
+		if err != nil {
+			return 0, fmt.Errorf("index: build document %s: %w", changes[i].ID, err)
+		}
+	}
+	last := changes[len(changes)-1].MSeq
+	if err := x.idx.Add(ctx, docs, last); err != nil {
+		return 0, fmt.Errorf("index: add batch: %w", err)
+	}
+	x.watermark.Store(last)
+	x.indexed.Add(float64(len(docs)))
+	x.batchSecs.Observe(time.Since(start).Seconds())
+	return len(changes), nil
+}
+
+// build turns one change into a Document: parse the stored bytes, convert
+// HTML to text, extract attachment text (recursing into attached messages).
+func (x *Indexer) build(ctx context.Context, c Change) (Document, error) {
+	raw, err := x.feed.Raw(ctx, c.ID)
+	if err != nil {
+		return Document{}, err
+	}
+	p := message.Parse(raw, message.Options{Arrival: c.Arrival, KeepAttachmentData: true})
+	d := Document{
+		Seq: c.Seq, ID: c.ID, Date: c.Date, Size: c.Size,
+		From: addrList(p.From), Sender: addrList(p.Sender), To: addrList(p.To), Cc: addrList(p.Cc), Bcc: addrList(p.Bcc),
+		Subject: p.Subject, Origins: c.Origins,
+	}
+	d.Envelope = append(append([]string{}, c.MailFrom...), c.RcptTo...)
+	var body strings.Builder
+	body.WriteString(p.Text)
+	for _, h := range p.HTML {
+		body.WriteString("\n")
+		body.WriteString(extract.HTMLToText(h))
+	}
+	d.Body = body.String()
+	var att strings.Builder
+	budget := x.opt.Limits.MaxText * 2
+	x.attachments(ctx, p.Attachments, &d, &att, budget, 0)
+	d.AttachmentText = att.String()
+	return d, nil
+}
+
+func (x *Indexer) attachments(ctx context.Context, as []message.Attachment, d *Document, att *strings.Builder, budget, depth int) {
+	for _, a := range as {
+		if a.Filename != "" {
+			d.AttachmentNames = append(d.AttachmentNames, a.Filename)
+		}
+		if a.ContentType != "" {
+			d.AttachmentTypes = append(d.AttachmentTypes, a.ContentType)
+		}
+		if att.Len() >= budget {
+			x.skip("limit")
+			continue
+		}
+		if a.Nested != nil {
+			if depth >= 3 {
+				x.skip("limit")
+				continue
+			}
+			n := a.Nested
+			for _, s := range [][]message.Address{n.From, n.To, n.Cc} {
+				for _, ad := range s {
+					att.WriteString(ad.String())
+					att.WriteString("\n")
+				}
+			}
+			att.WriteString(n.Subject)
+			att.WriteString("\n")
+			att.WriteString(n.Text)
+			att.WriteString("\n")
+			for _, h := range n.HTML {
+				att.WriteString(extract.HTMLToText(h))
+				att.WriteString("\n")
+			}
+			x.attachments(ctx, n.Attachments, d, att, budget, depth+1)
+			continue
+		}
+		if len(a.Data) == 0 {
+			continue
+		}
+		text, err := extract.Text(ctx, a.Filename, a.ContentType, a.Data, x.opt.Limits)
+		switch {
+		case errors.Is(err, extract.ErrUnsupported):
+			x.skip("unsupported")
+		case errors.Is(err, context.DeadlineExceeded):
+			x.skip("timeout")
+		case err != nil:
+			x.skip("error")
+			x.log.Debug("attachment text extraction failed", "id", d.ID, "filename", a.Filename, "type", a.ContentType, "err", err)
+		}
+		if text != "" {
+			att.WriteString(text)
+			att.WriteString("\n")
+		}
+	}
+}
+
+func (x *Indexer) skip(reason string) {
+	if reason != "unsupported" {
+		x.skippedN.Add(1)
+	}
+	x.skipped.WithLabelValues(reason).Inc()
+}
+
+func addrList(as []message.Address) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
+}

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/mailarc/mailarc/internal/catalog"
+	"github.com/mailarc/mailarc/internal/index"
+	"github.com/mailarc/mailarc/internal/web"
+)
+
+// startComponents starts the background workers and optional listeners of
+// a serving node. Each started component appends its stop function.
+func (n *Node) startComponents(bg context.Context, wg *sync.WaitGroup) (*components, error) {
+	c := &components{}
+	ix := n.NewIndexer()
+	n.Archive.OnCommit(ix.Notify)
+	n.indexer = ix
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = ix.Run(bg)
+	}()
+	c.search = &searcher{idx: n.Index, arch: n.Archive}
+	if err := n.startSMTP(bg, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewIndexer builds the indexer over this node's feed and index.
+func (n *Node) NewIndexer() *index.Indexer {
+	return index.NewIndexer(n.Index, feed{n.Archive}, index.IndexerOptions{
+		BatchSize:  n.Cfg.Index.BatchSize,
+		Workers:    n.Cfg.Index.Workers,
+		Logger:     n.Log.With("component", "indexer"),
+		Registerer: n.Registry,
+	})
+}
+
+// Searcher returns a search adapter over this node (for CLI use).
+func (n *Node) Searcher() web.Searcher {
+	return &searcher{idx: n.Index, arch: n.Archive}
+}
+
+func (n *Node) indexStatus(ctx context.Context, st *Status, cs catalog.Stats) {
+	if n.Index == nil {
+		return
+	}
+	if c, err := n.Index.Count(ctx); err == nil {
+		st.Counts.Indexed = c
+	}
+	wm, err := n.Index.Watermark(ctx)
+	if err != nil {
+		return
+	}
+	if lag, err := n.Catalog.CountChangedAfter(ctx, wm); err == nil {
+		st.Index.LagMessages = lag
+	}
+	if n.indexer != nil {
+		if t := n.indexer.OldestPending(); !t.IsZero() && st.Index.LagMessages > 0 {
+			st.Index.LagSeconds = time.Since(t).Seconds()
+		}
+		st.Index.Skipped = n.indexer.SkippedAttachments()
+	}
+}

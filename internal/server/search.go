@@ -1,0 +1,134 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"strings"
+	"time"
+
+	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/catalog"
+	"github.com/mailarc/mailarc/internal/extract"
+	"github.com/mailarc/mailarc/internal/index"
+	"github.com/mailarc/mailarc/internal/message"
+	"github.com/mailarc/mailarc/internal/query"
+	"github.com/mailarc/mailarc/internal/web"
+)
+
+// searcher adapts the index, catalog and store to web.Searcher.
+type searcher struct {
+	idx  index.Index
+	arch *archive.Archive
+}
+
+// queryError gives a *query.SyntaxError the position the API reports.
+type queryError struct{ se *query.SyntaxError }
+
+func (e queryError) Error() string { return e.se.Error() }
+func (e queryError) Position() int { return e.se.Pos }
+
+// Search implements web.Searcher: parse, scope to the caller's rights,
+// run on the index, load listing metadata from the catalog and build
+// highlighted snippets from the stored messages.
+func (s *searcher) Search(ctx context.Context, req web.SearchRequest) (web.SearchResult, error) {
+	start := time.Now()
+	q, err := query.Parse(req.Query)
+	if err != nil {
+		var se *query.SyntaxError
+		if errors.As(err, &se) {
+			return web.SearchResult{}, queryError{se}
+		}
+		return web.SearchResult{}, err
+	}
+	opt := index.Options{Limit: req.Limit, Offset: req.Offset, CountTotal: true}
+	switch req.Sort {
+	case "date":
+		opt.Sort = index.SortDateAsc
+	case "relevance":
+		opt.Sort = index.SortRelevance
+	default:
+		opt.Sort = index.SortDateDesc
+	}
+	if req.User == nil {
+		opt.Addresses = []string{}
+	} else if !req.User.SeesAll() {
+		opt.Addresses = append([]string{}, req.User.Addresses...)
+	}
+	res, err := s.idx.Search(ctx, q, opt)
+	if err != nil {
+		return web.SearchResult{}, fmt.Errorf("search: %w", err)
+	}
+	ids := make([]string, len(res.Hits))
+	for i, h := range res.Hits {
+		ids[i] = h.ID
+	}
+	ms, err := s.arch.Catalog().GetMany(ctx, ids)
+	if err != nil {
+		return web.SearchResult{}, err
+	}
+	out := web.SearchResult{Total: res.Total, Messages: make([]web.SearchHit, 0, len(ms))}
+	for _, m := range ms {
+		if req.User != nil && !web.CanSee(req.User, m) {
+			continue // belt and braces: the index filter already scoped it
+		}
+		out.Messages = append(out.Messages, web.SearchHit{
+			ID: m.ID, Date: m.Date, From: m.From, To: nonNil(m.To), Cc: nonNil(m.Cc), Subject: m.Subject,
+			Size: m.Size, Attachments: nonNilAtt(m.Attachments), Origin: nonNil(m.Origins),
+			Snippet: s.snippet(ctx, m, q),
+		})
+	}
+	out.TookMS = float64(time.Since(start).Microseconds()) / 1000
+	return out, nil
+}
+
+// snippet builds an HTML-escaped excerpt of the message text with each hit
+// wrapped in <mark>.
+func (s *searcher) snippet(ctx context.Context, m *catalog.Message, q *query.Query) string {
+	raw, err := s.arch.Raw(ctx, m.ID)
+	if err != nil {
+		return ""
+	}
+	p := message.Parse(raw, message.Options{Arrival: m.Arrival, MaxTextBytes: 256 << 10})
+	text := p.Text
+	if strings.TrimSpace(text) == "" && len(p.HTML) > 0 {
+		text = extract.HTMLToText(p.HTML[0])
+	}
+	text = strings.Join(strings.Fields(text), " ")
+	return index.Snippet(html.EscapeString(text), q, 240, [2]string{"<mark>", "</mark>"})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilAtt(a []catalog.Attachment) []catalog.Attachment {
+	if a == nil {
+		return []catalog.Attachment{}
+	}
+	return a
+}
+
+// feed adapts the catalog and store to index.Feed.
+type feed struct{ arch *archive.Archive }
+
+func (f feed) ChangesAfter(ctx context.Context, after int64, limit int) ([]index.Change, error) {
+	ms, err := f.arch.Catalog().ChangedAfter(ctx, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]index.Change, len(ms))
+	for i, m := range ms {
+		out[i] = index.Change{
+			MSeq: m.MSeq, Seq: m.Seq, ID: m.ID, Date: m.Date, Arrival: m.Arrival, Size: m.Size,
+			Origins: m.Origins, MailFrom: m.MailFrom, RcptTo: m.RcptTo,
+		}
+	}
+	return out, nil
+}
+
+func (f feed) Raw(ctx context.Context, id string) ([]byte, error) { return f.arch.Raw(ctx, id) }

@@ -1,0 +1,323 @@
+// Package server is mailarc's composition root: it builds every component
+// from the configuration, wires adapters together (sources, index, web) and
+// starts and stops the listeners. Nothing else wires packages together.
+//
+// Data directory layout (data_dir):
+//
+//	MAILARC        marker file (JSON: format, store instance id, created)
+//	lock           flock held by the process using the directory (holds its pid)
+//	catalog.db     metadata catalog (package catalog), with -wal and -shm
+//	index.db       full-text index (package index), derived and rebuildable
+//	store/         blob store packs (package store)
+//	tls/           generated certificates (SMTP STARTTLS, mirror link)
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/auth"
+	"github.com/mailarc/mailarc/internal/catalog"
+	"github.com/mailarc/mailarc/internal/config"
+	"github.com/mailarc/mailarc/internal/index"
+	"github.com/mailarc/mailarc/internal/store"
+	"github.com/mailarc/mailarc/internal/version"
+	"github.com/mailarc/mailarc/internal/web"
+)
+
+// Node is an opened archive: data directory, catalog, store, archive
+// service and accounts. CLI commands that work on --data DIR use a Node
+// without listeners; `mailarc serve` calls Serve.
+type Node struct {
+	Cfg      config.Config
+	Log      *slog.Logger
+	Dir      *DataDir
+	Catalog  *catalog.Catalog
+	Store    store.Store
+	Archive  *archive.Archive
+	Auth     *auth.Service
+	Index    index.Index
+	Registry *prometheus.Registry
+
+	indexer *index.Indexer
+
+	started time.Time
+	extra   []func(context.Context) error // closers of optional components, run in reverse
+}
+
+// Open opens the data directory (taking its lock), the catalog and store,
+// and starts the archive service.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Node, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	dir, err := OpenDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{Cfg: cfg, Log: log, Dir: dir, Registry: prometheus.NewRegistry(), started: time.Now()}
+	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ok := false
+	defer func() {
+		if !ok {
+			n.Close(context.Background())
+		}
+	}()
+	n.Catalog, err = catalog.Open(ctx, dir.Join("catalog.db"))
+	if err != nil {
+		return nil, err
+	}
+	inst, err := n.Catalog.Meta(ctx, "store_instance")
+	if err != nil {
+		return nil, err
+	}
+	switch inst {
+	case "":
+		if err := n.Catalog.SetMeta(ctx, "store_instance", dir.Marker.Instance); err != nil {
+			return nil, err
+		}
+	case dir.Marker.Instance:
+	default:
+		return nil, fmt.Errorf("data dir %s: the marker's store instance %s does not match the catalog's %s; the directory was assembled from different archives: refusing to start", dir.Path, dir.Marker.Instance, inst)
+	}
+	var key []byte
+	if cfg.Store.EncryptionKeyFile != "" {
+		key, err = store.LoadKeyFile(cfg.Store.EncryptionKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("store.encryption_key_file: %w", err)
+		}
+	}
+	n.Store, err = store.OpenLocal(dir.Join("store"), store.LocalOptions{Key: key, MaxPackSize: int64(cfg.Store.MaxPackSize)})
+	if err != nil {
+		return nil, err
+	}
+	n.Archive = archive.New(n.Catalog, n.Store, archive.Options{
+		MaxMessageSize: int64(cfg.MaxMessageSize),
+		Logger:         log.With("component", "archive"),
+		Registerer:     n.Registry,
+	})
+	w, r := n.Catalog.DB()
+	n.Auth = auth.New(w, r)
+	ix, err := index.OpenSQLite(dir.Join("index.db"))
+	if err != nil {
+		return nil, err
+	}
+	n.Index = ix
+	ok = true
+	return n, nil
+}
+
+// Close stops the archive (finishing queued commits) and closes everything.
+func (n *Node) Close(ctx context.Context) error {
+	var errs []error
+	for i := len(n.extra) - 1; i >= 0; i-- {
+		errs = append(errs, n.extra[i](ctx))
+	}
+	n.extra = nil
+	if n.Archive != nil {
+		errs = append(errs, n.Archive.Close(ctx))
+		n.Archive = nil
+	}
+	if n.Index != nil {
+		errs = append(errs, n.Index.Close())
+		n.Index = nil
+	}
+	if n.Store != nil {
+		errs = append(errs, n.Store.Close())
+		n.Store = nil
+	}
+	if n.Catalog != nil {
+		errs = append(errs, n.Catalog.Close())
+		n.Catalog = nil
+	}
+	if n.Dir != nil {
+		errs = append(errs, n.Dir.Close())
+		n.Dir = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Listeners are the bound addresses of a serving node (for tests on :0).
+type Listeners struct {
+	HTTP net.Addr
+	SMTP []net.Addr
+}
+
+// ServeOptions tune Serve.
+type ServeOptions struct {
+	// AdminPassword for the bootstrap admin (MAILARC_ADMIN_PASSWORD).
+	AdminPassword string
+	// Ready, if non-nil, receives the bound addresses once listening.
+	Ready func(Listeners)
+	// ShutdownTimeout bounds graceful shutdown (default 30 s).
+	ShutdownTimeout time.Duration
+}
+
+// Serve starts every listener and background worker and blocks until ctx
+// is cancelled, then shuts down gracefully: stop accepting, answer 503 to
+// new API requests, finish in-flight commits, close.
+func (n *Node) Serve(ctx context.Context, opt ServeOptions) error {
+	if opt.ShutdownTimeout == 0 {
+		opt.ShutdownTimeout = 30 * time.Second
+	}
+	created, generated, err := n.Auth.EnsureAdmin(ctx, opt.AdminPassword)
+	if err != nil {
+		return fmt.Errorf("bootstrap admin: %w", err)
+	}
+	if created && generated != "" {
+		// Printed once, to the operator's terminal, never to the log.
+		fmt.Printf("\nCreated user \"admin\" with password: %s\n(set MAILARC_ADMIN_PASSWORD to choose it; change it with `mailarc user passwd admin`)\n\n", generated)
+	} else if created {
+		n.Log.Info("created bootstrap user admin with the password from MAILARC_ADMIN_PASSWORD")
+	}
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		stopBG()
+		wg.Wait()
+	}()
+
+	comps, err := n.startComponents(bg, &wg)
+	if err != nil {
+		return err
+	}
+
+	h := web.New(web.Deps{
+		Archive:        n.Archive,
+		Auth:           n.Auth,
+		Search:         comps.search,
+		Status:         n.Status,
+		Logger:         n.Log.With("component", "http"),
+		Gatherer:       n.Registry,
+		MaxMessageSize: int64(n.Cfg.MaxMessageSize),
+	})
+	ln, err := net.Listen("tcp", n.Cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", n.Cfg.HTTP.Listen, err)
+	}
+	hs := web.NewHTTPServer(h)
+	httpErr := make(chan error, 1)
+	go func() {
+		var err error
+		if n.Cfg.HTTP.TLSCert != "" {
+			err = hs.ServeTLS(ln, n.Cfg.HTTP.TLSCert, n.Cfg.HTTP.TLSKey)
+		} else {
+			err = hs.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			httpErr <- err
+		}
+		close(httpErr)
+	}()
+	h.SetReady(true)
+	ls := Listeners{HTTP: ln.Addr(), SMTP: comps.smtpAddrs}
+	n.Log.Info("mailarc serving", "version", version.Version, "node", n.Cfg.NodeName, "data_dir", n.Dir.Path,
+		"http", ls.HTTP.String(), "smtp", fmt.Sprint(ls.SMTP))
+	if opt.Ready != nil {
+		opt.Ready(ls)
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case err := <-httpErr:
+		serveErr = fmt.Errorf("http: %w", err)
+	}
+	n.Log.Info("shutting down")
+	h.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), opt.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(comps.stop) - 1; i >= 0; i-- {
+		errs = append(errs, comps.stop[i](sctx))
+	}
+	errs = append(errs, hs.Shutdown(sctx))
+	errs = append(errs, serveErr)
+	return errors.Join(errs...)
+}
+
+// components are the optional parts started by Serve.
+type components struct {
+	search    web.Searcher
+	smtpAddrs []net.Addr
+	stop      []func(context.Context) error
+}
+
+// Status is the /api/v1/status document.
+type Status struct {
+	Node      string          `json:"node"`
+	Version   string          `json:"version"`
+	Started   time.Time       `json:"started"`
+	Instance  string          `json:"store_instance"`
+	Counts    StatusCounts    `json:"counts"`
+	Index     StatusIndex     `json:"index"`
+	Storage   StatusStorage   `json:"storage"`
+	Peers     []any           `json:"peers"`
+	Sources   []any           `json:"sources"`
+	Drift     []string        `json:"policy_drift"`
+	Listeners StatusListeners `json:"-"`
+}
+
+// StatusCounts are message counts.
+type StatusCounts struct {
+	Archived int64 `json:"archived"`
+	Indexed  int64 `json:"indexed"`
+}
+
+// StatusIndex is indexer progress.
+type StatusIndex struct {
+	LagMessages int64   `json:"lag_messages"`
+	LagSeconds  float64 `json:"lag_seconds"`
+	Skipped     int64   `json:"attachments_skipped,omitempty"`
+}
+
+// StatusStorage is disk usage.
+type StatusStorage struct {
+	RawBytes    int64 `json:"raw_bytes"`
+	StoredBytes int64 `json:"stored_bytes"`
+	Blobs       int64 `json:"blobs"`
+}
+
+// StatusListeners are bound addresses (not serialised).
+type StatusListeners struct{}
+
+// Status reports the node's state.
+func (n *Node) Status(ctx context.Context) (any, error) {
+	cs, err := n.Catalog.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ss, err := n.Store.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := Status{
+		Node: n.Cfg.NodeName, Version: version.Version, Started: n.started.UTC().Truncate(time.Second),
+		Instance: n.Dir.Marker.Instance,
+		Counts:   StatusCounts{Archived: cs.Messages},
+		Storage:  StatusStorage{RawBytes: ss.RawBytes, StoredBytes: ss.StoredBytes, Blobs: ss.Blobs},
+		Peers:    []any{}, Sources: []any{}, Drift: []string{},
+	}
+	n.indexStatus(ctx, &st, cs)
+	return st, nil
+}
+
+// defaultPath resolves p relative to the data directory when not absolute.
+func (n *Node) defaultPath(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return n.Dir.Join(p)
+}

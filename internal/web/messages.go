@@ -1,0 +1,228 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/auth"
+	"github.com/mailarc/mailarc/internal/catalog"
+	"github.com/mailarc/mailarc/internal/message"
+)
+
+// POST /api/v1/messages: body = raw message.
+func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) error {
+	limit := s.d.MaxMessageSize
+	if limit <= 0 {
+		limit = 100 << 20
+	}
+	if r.ContentLength > limit {
+		return errf(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("message exceeds the size limit of %d bytes", limit))
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errf(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("message exceeds the size limit of %d bytes", limit))
+		}
+		return errf(http.StatusBadRequest, "bad_body", "could not read the request body")
+	}
+	if len(raw) == 0 {
+		return errf(http.StatusBadRequest, "empty", "empty message: send the raw RFC 5322 message as the request body")
+	}
+	res, err := s.d.Archive.Ingest(r.Context(), raw, archive.Origin{Source: "api"})
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if res.Duplicate {
+		status = http.StatusOK
+	}
+	out := map[string]any{"id": res.ID, "duplicate": res.Duplicate}
+	if res.Purged {
+		out["purged"] = true
+	}
+	writeJSON(w, status, out)
+	return nil
+}
+
+// loadVisible returns the message if the caller may see it; another user's
+// message answers 404, exactly like an unknown id.
+func (s *Server) loadVisible(r *http.Request) (*catalog.Message, error) {
+	id := r.PathValue("id")
+	if !message.ValidID(id) {
+		return nil, errf(http.StatusBadRequest, "bad_id", "a message id is 64 lowercase hex digits")
+	}
+	m, err := s.d.Archive.Get(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if !CanSee(userFrom(r), m) {
+		return nil, archive.ErrNotFound
+	}
+	return m, nil
+}
+
+// CanSee applies the per-user visibility rule to a catalog record: admins
+// and auditors see everything; a user sees a message where one of their
+// addresses is a sender or recipient (From, To, Cc or the envelope).
+func CanSee(u *auth.User, m *catalog.Message) bool {
+	if u == nil {
+		return false
+	}
+	if u.SeesAll() {
+		return true
+	}
+	mine := map[string]bool{}
+	for _, a := range u.Addresses {
+		mine[strings.ToLower(a)] = true
+	}
+	check := func(list ...string) bool {
+		for _, s := range list {
+			if mine[addrOf(s)] {
+				return true
+			}
+		}
+		return false
+	}
+	return check(m.From) || check(m.To...) || check(m.Cc...) || check(m.MailFrom...) || check(m.RcptTo...) || check(m.Bcc...)
+}
+
+// addrOf extracts the lowercase address from "Name <addr>" or "addr".
+func addrOf(s string) string {
+	if i := strings.LastIndexByte(s, '<'); i >= 0 {
+		s = s[i+1:]
+		if j := strings.IndexByte(s, '>'); j >= 0 {
+			s = s[:j]
+		}
+	}
+	return strings.ToLower(strings.TrimSpace(s))
+}
+
+type messageJSON struct {
+	ID          string               `json:"id"`
+	Seq         int64                `json:"seq"`
+	Date        time.Time            `json:"date"`
+	DateSource  string               `json:"date_source"`
+	Arrival     time.Time            `json:"arrival"`
+	Size        int64                `json:"size"`
+	From        string               `json:"from"`
+	To          []string             `json:"to"`
+	Cc          []string             `json:"cc"`
+	Bcc         []string             `json:"bcc,omitempty"`
+	Subject     string               `json:"subject"`
+	MessageID   string               `json:"message_id"`
+	Attachments []catalog.Attachment `json:"attachments"`
+	Origins     []string             `json:"origins"`
+	Envelope    envelopeJSON         `json:"envelope"`
+	Reports     []string             `json:"journal_reports,omitempty"`
+	Headers     []headerJSON         `json:"headers,omitempty"`
+	Text        string               `json:"text,omitempty"`
+	HTML        []string             `json:"html,omitempty"`
+	Problems    []string             `json:"problems,omitempty"`
+}
+
+type envelopeJSON struct {
+	MailFrom []string `json:"mail_from"`
+	RcptTo   []string `json:"rcpt_to"`
+}
+
+type headerJSON struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// GET /api/v1/messages/{id}: metadata and text.
+func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.loadVisible(r)
+	if err != nil {
+		return err
+	}
+	raw, err := s.d.Archive.Raw(r.Context(), m.ID)
+	if err != nil {
+		return err
+	}
+	p := message.Parse(raw, message.Options{Arrival: m.Arrival})
+	out := messageJSON{
+		ID: m.ID, Seq: m.Seq, Date: m.Date, DateSource: m.DateSource, Arrival: m.Arrival, Size: m.Size,
+		From: m.From, To: nonNil(m.To), Cc: nonNil(m.Cc), Subject: m.Subject, MessageID: m.MessageID,
+		Attachments: m.Attachments, Origins: nonNil(m.Origins),
+		Envelope: envelopeJSON{MailFrom: nonNil(m.MailFrom), RcptTo: nonNil(m.RcptTo)},
+		Reports:  m.Reports, Text: p.Text, HTML: p.HTML, Problems: p.Problems,
+	}
+	out.Bcc = m.Bcc
+	if out.Attachments == nil {
+		out.Attachments = []catalog.Attachment{}
+	}
+	for _, h := range p.Header {
+		out.Headers = append(out.Headers, headerJSON{h.Key, h.Value})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// GET /api/v1/messages/{id}/raw: the exact stored bytes.
+func (s *Server) getRaw(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.loadVisible(r)
+	if err != nil {
+		return err
+	}
+	raw, err := s.d.Archive.Raw(r.Context(), m.ID)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "message/rfc822")
+	w.Header().Set("Content-Length", strconv.Itoa(len(raw)))
+	w.Header().Set("Content-Disposition", `attachment; filename="`+m.ID+`.eml"`)
+	w.Header().Set("X-Mailarc-Sha256", m.ID)
+	_, _ = w.Write(raw)
+	return nil
+}
+
+// GET /api/v1/messages/{id}/attachments/{n}: one decoded attachment.
+func (s *Server) getAttachment(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.loadVisible(r)
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil || n < 0 {
+		return errf(http.StatusBadRequest, "bad_index", "attachment index must be a non-negative integer")
+	}
+	raw, err := s.d.Archive.Raw(r.Context(), m.ID)
+	if err != nil {
+		return err
+	}
+	att, data, err := message.AttachmentData(raw, n)
+	if err != nil {
+		return errf(http.StatusNotFound, "not_found", "no such attachment")
+	}
+	ct := att.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	name := att.Filename
+	if name == "" {
+		name = fmt.Sprintf("attachment-%d", n)
+	}
+	// Attachments are always downloaded, never rendered in our origin.
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	_, _ = w.Write(data)
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,97 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/mailarc/mailarc/internal/auth"
+	"github.com/mailarc/mailarc/internal/catalog"
+)
+
+// SearchRequest is one search, already scoped to the caller.
+type SearchRequest struct {
+	Query  string
+	Limit  int
+	Offset int
+	Sort   string // "date" (oldest first), "-date" (newest first, default), "relevance"
+	User   *auth.User
+}
+
+// SearchHit is one result (DESIGN §5 search response).
+type SearchHit struct {
+	ID          string               `json:"id"`
+	Date        time.Time            `json:"date"`
+	From        string               `json:"from"`
+	To          []string             `json:"to"`
+	Cc          []string             `json:"cc"`
+	Subject     string               `json:"subject"`
+	Size        int64                `json:"size"`
+	Attachments []catalog.Attachment `json:"attachments"`
+	Snippet     string               `json:"snippet"`
+	Origin      []string             `json:"origin"`
+}
+
+// SearchResult is a page of results.
+type SearchResult struct {
+	Total    int         `json:"total"`
+	Messages []SearchHit `json:"messages"`
+	TookMS   float64     `json:"took_ms"`
+}
+
+// Searcher runs searches; the server wires the index-backed implementation.
+type Searcher interface {
+	Search(ctx context.Context, req SearchRequest) (SearchResult, error)
+}
+
+// QueryError is a search query that does not parse; Pos is a byte offset.
+type QueryError interface {
+	error
+	Position() int
+}
+
+func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
+	if s.d.Search == nil {
+		return errf(http.StatusServiceUnavailable, "unavailable", "search is not available on this node")
+	}
+	q := r.URL.Query()
+	req := SearchRequest{Query: q.Get("q"), Limit: 50, Sort: q.Get("sort"), User: userFrom(r)}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return errf(http.StatusBadRequest, "bad_limit", "limit must be between 1 and 1000")
+		}
+		req.Limit = n
+	}
+	if v := q.Get("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return errf(http.StatusBadRequest, "bad_offset", "offset must be a non-negative integer")
+		}
+		req.Offset = n
+	}
+	switch req.Sort {
+	case "", "-date":
+		req.Sort = "-date"
+	case "date", "relevance":
+	default:
+		return errf(http.StatusBadRequest, "bad_sort", "sort must be date, -date or relevance")
+	}
+	res, err := s.d.Search.Search(r.Context(), req)
+	var qe QueryError
+	if errors.As(err, &qe) {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{
+			"code": "bad_query", "message": qe.Error(), "position": qe.Position()}})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if res.Messages == nil {
+		res.Messages = []SearchHit{}
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
