@@ -203,8 +203,25 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 	}
 }
 
+// commitLoop gathers requests into groups and runs the two durable steps
+// as a pipeline: while one group's catalog transaction commits, the next
+// group's blobs are written and synced. Either step failing fails its whole
+// group with a temporary error. Pipelining is safe because store puts are
+// idempotent and the catalog transaction decides which messages are new.
 func (a *Archive) commitLoop() {
-	defer close(a.done)
+	stage2 := make(chan *group, 1)
+	stage2Done := make(chan struct{})
+	go func() {
+		defer close(stage2Done)
+		for g := range stage2 {
+			a.commitCatalog(g)
+		}
+	}()
+	defer func() {
+		close(stage2)
+		<-stage2Done
+		close(a.done)
+	}()
 	for first := range a.reqs {
 		batch := []*request{first}
 		size := int64(len(first.data))
@@ -221,39 +238,48 @@ func (a *Archive) commitLoop() {
 				break gather
 			}
 		}
-		a.commit(batch)
+		if g := a.storeBlobs(batch); g != nil {
+			stage2 <- g
+		}
 	}
 }
 
-// commit makes one group durable and answers it.
-func (a *Archive) commit(batch []*request) {
-	ctx := context.Background()
-	start := a.opt.Now()
-	fail := func(err error) {
-		a.log.Error("group commit failed", "messages", len(batch), "err", err)
-		a.m.commitErrors.Inc()
-		for _, r := range batch {
-			r.resp <- response{err: fmt.Errorf("%w: %v", ErrUnavailable, err)}
-		}
+// group is a batch whose blobs are durable, waiting for its catalog commit.
+type group struct {
+	start time.Time
+	size  int
+	metas []catalog.NewMessage
+	reqs  []*request
+}
+
+func (a *Archive) failGroup(reqs []*request, err error) {
+	a.log.Error("group commit failed", "messages", len(reqs), "err", err)
+	a.m.commitErrors.Inc()
+	for _, r := range reqs {
+		r.resp <- response{err: fmt.Errorf("%w: %v", ErrUnavailable, err)}
 	}
+}
+
+// storeBlobs is step one: answer purged ids, write new blobs with one sync.
+func (a *Archive) storeBlobs(batch []*request) *group {
+	ctx := context.Background()
+	g := &group{start: a.opt.Now(), size: len(batch)}
 	ids := make([]string, 0, len(batch))
 	for _, r := range batch {
 		ids = append(ids, r.id)
 	}
 	exists, err := a.cat.Exists(ctx, ids)
 	if err != nil {
-		fail(err)
-		return
+		a.failGroup(batch, err)
+		return nil
 	}
 	purged, err := a.cat.IsTombstoned(ctx, ids)
 	if err != nil {
-		fail(err)
-		return
+		a.failGroup(batch, err)
+		return nil
 	}
 	var blobs []store.Blob
 	seen := map[string]bool{}
-	var metas []catalog.NewMessage
-	var metaReq []*request
 	for _, r := range batch {
 		if purged[r.id] {
 			r.resp <- response{res: Result{ID: r.id, Duplicate: true, Purged: true}}
@@ -267,29 +293,34 @@ func (a *Archive) commit(batch []*request) {
 			seen[r.report.ID] = true
 			blobs = append(blobs, *r.report)
 		}
-		metas = append(metas, r.meta)
-		metaReq = append(metaReq, r)
+		g.metas = append(g.metas, r.meta)
+		g.reqs = append(g.reqs, r)
 	}
-	if len(metas) == 0 {
-		return
+	if len(g.reqs) == 0 {
+		return nil
 	}
 	if len(blobs) > 0 {
 		if err := a.st.Put(ctx, blobs); err != nil {
-			fail(fmt.Errorf("store: %w", err))
-			return
+			a.failGroup(g.reqs, fmt.Errorf("store: %w", err))
+			return nil
 		}
 	}
-	res, err := a.cat.Commit(ctx, metas)
+	return g
+}
+
+// commitCatalog is step two: one catalog transaction, then the answers.
+func (a *Archive) commitCatalog(g *group) {
+	res, err := a.cat.Commit(context.Background(), g.metas)
 	if err != nil {
-		fail(err)
+		a.failGroup(g.reqs, err)
 		return
 	}
-	a.m.commitSeconds.Observe(a.opt.Now().Sub(start).Seconds())
-	a.m.batchSize.Observe(float64(len(batch)))
+	a.m.commitSeconds.Observe(a.opt.Now().Sub(g.start).Seconds())
+	a.m.batchSize.Observe(float64(g.size))
 	if f := a.onCommit.Load(); f != nil {
 		(*f)()
 	}
-	for i, r := range metaReq {
+	for i, r := range g.reqs {
 		out := Result{ID: r.id, Duplicate: res[i].Duplicate, Seq: res[i].Seq}
 		if out.Duplicate {
 			a.m.duplicates.Inc()
