@@ -590,3 +590,46 @@ func (c *Catalog) CountChangedAfter(ctx context.Context, after int64) (int64, er
 	}
 	return n, nil
 }
+
+// SourceState returns every key/value persisted for a mail source (cursors,
+// UIDL sets, lease data).
+func (c *Catalog) SourceState(ctx context.Context, source string) (map[string]string, error) {
+	rows, err := c.r.QueryContext(ctx, `SELECT key, value FROM source_state WHERE source=?`, source)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: source state %s: %w", source, err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("catalog: source state %s: %w", source, err)
+		}
+		out[k] = v
+	}
+	return out, rows.Err()
+}
+
+// SetSourceState durably writes keys for a source in one transaction; an
+// empty value deletes the key.
+func (c *Catalog) SetSourceState(ctx context.Context, source string, kv map[string]string) error {
+	tx, err := c.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("catalog: set source state: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck
+	for k, v := range kv {
+		if v == "" {
+			_, err = tx.ExecContext(ctx, `DELETE FROM source_state WHERE source=? AND key=?`, source, k)
+		} else {
+			_, err = tx.ExecContext(ctx, `INSERT INTO source_state(source, key, value) VALUES (?,?,?) ON CONFLICT(source, key) DO UPDATE SET value=excluded.value`, source, k, v)
+		}
+		if err != nil {
+			return fmt.Errorf("catalog: set source state %s/%s: %w", source, k, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("catalog: set source state: %w", err)
+	}
+	return nil
+}
