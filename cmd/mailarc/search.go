@@ -44,6 +44,10 @@ func runSearch(ctx context.Context, args []string) error {
 			return err
 		}
 		defer n.Close(context.Background())
+		// Bring the index up to date with what was imported offline.
+		if err := n.NewIndexer().CatchUp(ctx, nil); err != nil {
+			return err
+		}
 		// Whoever can open the data directory can read all of it: search as admin.
 		res, err = n.Searcher().Search(ctx, web.SearchRequest{Query: q, Limit: *limit, Offset: *offset, Sort: *sort,
 			User: &auth.User{Name: "local", Role: auth.RoleAdmin}})

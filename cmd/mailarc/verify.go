@@ -27,7 +27,10 @@ func runVerify(ctx context.Context, args []string) error {
 	for _, pr := range rep.Problems {
 		fmt.Printf("BAD %s: %s\n", pr.ID, pr.Reason)
 	}
-	fmt.Printf("verified %d blobs and %d catalog messages: %d problems\n", rep.Blobs, rep.Messages, len(rep.Problems))
+	for _, id := range rep.Orphans {
+		fmt.Printf("note %s: stored blob not in the catalog (an ingest interrupted before it was acknowledged; harmless)\n", id)
+	}
+	fmt.Printf("verified %d blobs and %d catalog messages: %d problems, %d unreferenced blobs\n", rep.Blobs, rep.Messages, len(rep.Problems), len(rep.Orphans))
 	if len(rep.Problems) > 0 {
 		fmt.Fprintln(os.Stderr, "mailarc verify: problems found (listed above)")
 		return errSilent

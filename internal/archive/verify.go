@@ -16,6 +16,12 @@ type VerifyReport struct {
 	Blobs    int64 // blobs re-hashed
 	Messages int64 // catalog rows checked
 	Problems []Problem
+	// Orphans are blobs no catalog entry references: left by a crash
+	// between the store sync and the catalog commit of an ingest that was
+	// therefore never acknowledged. Harmless; adopted if the same message
+	// arrives again. Never deleted automatically (a catalog restored from an
+	// older backup would make live mail look orphaned).
+	Orphans []string
 }
 
 // Verify re-hashes every blob against its id and checks that every catalog
@@ -64,7 +70,7 @@ func (a *Archive) Verify(ctx context.Context, progress func(n int64)) (VerifyRep
 	}
 	for id := range blobs {
 		if !referenced[id] {
-			rep.Problems = append(rep.Problems, Problem{ID: id, Reason: "blob in the store is not in the catalog (an interrupted ingest; harmless, adopted if the message arrives again)"})
+			rep.Orphans = append(rep.Orphans, id)
 		}
 	}
 	return rep, nil

@@ -1,0 +1,186 @@
+// Package e2e holds black-box tests that build the mailarc binary and drive
+// real processes over the wire and the CLI: kill -9, restarts, verify.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailarc/mailarc/internal/testutil"
+)
+
+// binary is the mailarc executable built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mailarc-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "mailarc")
+	cmd := exec.Command("go", "build", "-tags", "sqlite_fts5", "-o", binary, "github.com/mailarc/mailarc/cmd/mailarc")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building mailarc:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is one `mailarc serve` process.
+type proc struct {
+	t        *testing.T
+	dir      string
+	config   string
+	httpAddr string
+	smtpAddr string
+	cmd      *exec.Cmd
+	log      *bytes.Buffer
+	exited   chan struct{}
+}
+
+const adminPass = "e2e-admin-pass"
+
+// newProc writes a config for a node in dir (extra TOML appended).
+func newProc(t *testing.T, dir, extra string) *proc {
+	t.Helper()
+	p := &proc{t: t, dir: dir,
+		httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		smtpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+	}
+	p.config = filepath.Join(dir, "mailarc.toml")
+	cfg := fmt.Sprintf("node_name = \"e2e\"\ndata_dir = %q\n%s\n[http]\nlisten = %q\n[smtp]\nlisten = [%q]\n",
+		filepath.Join(dir, "data"), extra, p.httpAddr, p.smtpAddr)
+	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	p.log = &bytes.Buffer{}
+	p.cmd = exec.Command(binary, "serve", "--config", p.config)
+	p.cmd.Env = append(os.Environ(), "MAILARC_ADMIN_PASSWORD="+adminPass)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.exited = make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	testutil.Eventually(p.t, 60*time.Second, "mailarc to become ready", func() bool {
+		select {
+		case <-p.exited:
+			p.t.Fatalf("mailarc exited: %s", p.log.String())
+		default:
+		}
+		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
+	p.cmd = nil
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop() {
+	p.t.Helper()
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(60 * time.Second):
+		p.t.Fatalf("mailarc did not stop on SIGTERM: %s", p.log.String())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		p.t.Fatalf("mailarc exited %d after SIGTERM: %s", code, p.log.String())
+	}
+	p.cmd = nil
+}
+
+func (p *proc) url(path string) string { return "http://" + p.httpAddr + path }
+
+func (p *proc) do(method, path string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(context.Background(), method, p.url(path), bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.SetBasicAuth("admin", adminPass)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// cli runs a mailarc subcommand and returns its combined output and exit code.
+func cli(t *testing.T, stdin []byte, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "MAILARC_USER=admin", "MAILARC_PASSWORD="+adminPass)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatal(err)
+		}
+		code = ee.ExitCode()
+	}
+	return out.String(), code
+}
+
+func lines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
