@@ -1,0 +1,202 @@
+package message
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// corpusDir returns <repo root>/../shared/corpus/<sub>, skipping the test when
+// it is absent (failing instead when MAILARC_INTEGRATION=1).
+func corpusDir(tb testing.TB, sub string) string {
+	tb.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		tb.Fatalf("getwd: %v", err)
+	}
+	root := wd
+	for {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(root)
+		if parent == root {
+			tb.Fatalf("no go.mod above %s", wd)
+		}
+		root = parent
+	}
+	dir := filepath.Join(root, "..", "shared", "corpus", sub)
+	if _, err := os.Stat(dir); err != nil {
+		if os.Getenv("MAILARC_INTEGRATION") == "1" {
+			tb.Fatalf("corpus %s missing (MAILARC_INTEGRATION=1): %v", dir, err)
+		}
+		tb.Skipf("corpus %s not present; skipping (set up ../shared/corpus to run)", dir)
+	}
+	return dir
+}
+
+// corpusFiles lists the regular files under dir, sorted.
+func corpusFiles(tb testing.TB, dir string) []string {
+	tb.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() && d.Name() != "MANIFEST.tsv" {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("walk %s: %v", dir, err)
+	}
+	sort.Strings(files)
+	return files
+}
+
+// checkParsed asserts the invariants every Parse result must hold.
+func checkParsed(tb testing.TB, name string, p *Parsed, depth int) {
+	tb.Helper()
+	if p == nil {
+		tb.Fatalf("%s: Parse returned nil", name)
+	}
+	for _, pr := range p.Problems {
+		if pr == internalErrorProblem {
+			tb.Fatalf("%s: parser panicked (recovered)", name)
+		}
+	}
+	if !utf8.ValidString(p.Text) || !utf8.ValidString(p.Subject) {
+		tb.Errorf("%s: invalid UTF-8 in text or subject", name)
+	}
+	for _, h := range p.HTML {
+		if !utf8.ValidString(h) {
+			tb.Errorf("%s: invalid UTF-8 in HTML", name)
+		}
+	}
+	for _, f := range p.Header {
+		if !utf8.ValidString(f.Key) || !utf8.ValidString(f.Value) || strings.IndexByte(f.Value, 0) >= 0 {
+			tb.Errorf("%s: bad header field %q", name, f.Key)
+		}
+	}
+	switch p.DateSource {
+	case DateFromHeader, DateFromReceived, DateFromArrival:
+	default:
+		tb.Errorf("%s: DateSource %q", name, p.DateSource)
+	}
+	if p.DateSource != DateFromArrival && (p.Date.Location() != time.UTC || p.Date.Year() < 1900 || p.Date.Year() > 9999) {
+		tb.Errorf("%s: implausible date %v", name, p.Date)
+	}
+	for i, a := range p.Attachments {
+		if a.Index != i || a.Size < 0 || !utf8.ValidString(a.Filename) {
+			tb.Errorf("%s: attachment %d: bad %+v", name, i, a)
+		}
+		if a.Nested != nil {
+			if depth > DefaultMaxDepth {
+				tb.Errorf("%s: nesting beyond the depth limit", name)
+			}
+			checkParsed(tb, name+"/nested", a.Nested, depth+1)
+		}
+	}
+}
+
+// TestCorpus parses every file of the corpus (real mail and MIME edge
+// cases) in parallel, checks the result invariants and bounds per-file time.
+func TestCorpus(t *testing.T) {
+	var files []string
+	for _, sub := range []string{"real", "mime-edge"} {
+		files = append(files, corpusFiles(t, corpusDir(t, sub))...)
+	}
+	if len(files) < 1000 {
+		t.Fatalf("corpus has only %d files", len(files))
+	}
+	type timing struct {
+		name string
+		d    time.Duration
+	}
+	var (
+		mu      sync.Mutex
+		slowest []timing
+		wg      sync.WaitGroup
+		next    = make(chan string)
+		limit   = 2 * time.Second * timeScale
+	)
+	workers := runtime.GOMAXPROCS(0)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for path := range next {
+				raw, err := os.ReadFile(path)
+				if err != nil {
+					t.Errorf("read %s: %v", path, err)
+					continue
+				}
+				raw = Normalize(raw)
+				start := time.Now()
+				p := Parse(raw, Options{Arrival: time.Unix(1e9, 0)})
+				_, _, _ = UnwrapJournal(raw)
+				d := time.Since(start)
+				checkParsed(t, path, p, 0)
+				if len(p.Attachments) > 0 {
+					// Attachment numbering must agree between Parse and AttachmentData.
+					last := len(p.Attachments) - 1
+					att, data, err := AttachmentData(raw, last)
+					if err != nil || att.Size != int64(len(data)) || att.Size != p.Attachments[last].Size || att.Filename != p.Attachments[last].Filename {
+						t.Errorf("%s: AttachmentData(%d) = %+v, %d bytes, %v; Parse says %+v", path, last, att, len(data), err, p.Attachments[last])
+					}
+				}
+				if d > limit {
+					t.Errorf("%s: parse took %v (limit %v)", path, d, limit)
+				}
+				mu.Lock()
+				slowest = append(slowest, timing{path, d})
+				mu.Unlock()
+			}
+		}()
+	}
+	step := 1
+	if raceEnabled {
+		step = 7 // a sample keeps the race-detector run within minutes
+	}
+	for i := 0; i < len(files); i += step {
+		next <- files[i]
+	}
+	close(next)
+	wg.Wait()
+	sort.Slice(slowest, func(i, j int) bool { return slowest[i].d > slowest[j].d })
+	for _, s := range slowest[:min(5, len(slowest))] {
+		t.Logf("slow: %v %s", s.d, s.name)
+	}
+	t.Logf("parsed %d files", len(files))
+}
+
+// BenchmarkParseCorpus parses the real/ messages and reports msgs/s.
+func BenchmarkParseCorpus(b *testing.B) {
+	files := corpusFiles(b, corpusDir(b, "real"))
+	msgs := make([][]byte, 0, len(files))
+	var total int64
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatalf("read %s: %v", f, err)
+		}
+		raw = Normalize(raw)
+		msgs = append(msgs, raw)
+		total += int64(len(raw))
+	}
+	b.SetBytes(total / int64(len(msgs)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		Parse(msgs[i%len(msgs)], Options{})
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}

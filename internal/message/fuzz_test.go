@@ -1,0 +1,132 @@
+package message
+
+import (
+	"bytes"
+	"os"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// addCorpusSeeds adds a sample of corpus files (every step-th, up to
+// maxSize bytes) to the fuzz corpus; it adds nothing when the corpus is absent
+// and MAILARC_INTEGRATION is unset.
+func addCorpusSeeds(f *testing.F, step, maxSize int) {
+	f.Helper()
+	if os.Getenv("MAILARC_INTEGRATION") != "1" {
+		if _, err := os.Stat(corpusRootGuess()); err != nil {
+			return
+		}
+	}
+	for _, sub := range []string{"real", "mime-edge"} {
+		files := corpusFiles(f, corpusDir(f, sub))
+		for i := 0; i < len(files); i += step {
+			raw, err := os.ReadFile(files[i])
+			if err != nil {
+				f.Fatalf("read %s: %v", files[i], err)
+			}
+			if len(raw) <= maxSize {
+				f.Add(raw)
+			}
+		}
+	}
+}
+
+// corpusRootGuess is the corpus path relative to this package directory.
+func corpusRootGuess() string { return "../../../shared/corpus" }
+
+func fuzzSeeds(f *testing.F) {
+	f.Add([]byte(""))
+	f.Add([]byte("Subject: =?utf-8?q?x?=\r\n\r\nbody"))
+	f.Add(journalReport("X-MS-Journal-Report:", "base64", journalEnvelopeText, journalOriginal))
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n"))
+	f.Add([]byte("Content-Type: text/plain; charset*0*=utf-7''%2B; name*=x''%\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=\r\n=4"))
+	addCorpusSeeds(f, 97, 16<<10)
+}
+
+func FuzzParse(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		watchdog := time.AfterFunc(10*time.Second*timeScale, func() { panic("FuzzParse: one input took more than 10s") })
+		defer watchdog.Stop()
+		start := time.Now()
+		p := Parse(raw, Options{KeepAttachmentData: true})
+		if d := time.Since(start); d > 2*time.Second*timeScale {
+			t.Fatalf("Parse took %v on %d bytes", d, len(raw))
+		}
+		checkParsed(t, "fuzz", p, 0)
+		q := Parse(raw, Options{})
+		if len(q.Attachments) != len(p.Attachments) || q.Text != p.Text {
+			t.Fatalf("KeepAttachmentData changed the result: %d vs %d attachments", len(q.Attachments), len(p.Attachments))
+		}
+		for i, a := range p.Attachments {
+			if int64(len(a.Data)) != a.Size || q.Attachments[i].Size != a.Size {
+				t.Fatalf("attachment %d: Size %d, kept %d bytes, size-only %d", i, a.Size, len(a.Data), q.Attachments[i].Size)
+			}
+			if i >= 3 && i != len(p.Attachments)-1 {
+				continue // AttachmentData re-parses: check a few, not all
+			}
+			att, data, err := AttachmentData(raw, i)
+			if err != nil || !bytes.Equal(data, a.Data) || att.Filename != a.Filename || att.ContentType != a.ContentType {
+				t.Fatalf("AttachmentData(%d) = %+v, %d bytes, %v; Parse: %+v", i, att, len(data), err, a)
+			}
+		}
+	})
+}
+
+func FuzzUnwrapJournal(f *testing.F) {
+	fuzzSeeds(f)
+	f.Add([]byte("X-MS-Journal-Report:\r\nContent-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\ny"))
+	f.Add([]byte("Content-Identifier: ExJournalReport\nContent-Type: multipart/mixed; boundary=j\n\n--j\n\nTo: a@x, Expanded: b@y\nRecipient: c, Forwarded: d\n--j\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\nU3ViamVjdDogeA==\n--j--"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		orig, env, ok := UnwrapJournal(raw)
+		if !ok {
+			if orig != nil || len(env.Recipients) != 0 {
+				t.Fatalf("ok=false with data")
+			}
+			return
+		}
+		if !IsJournalReport(raw) {
+			t.Fatal("unwrapped a message IsJournalReport rejects")
+		}
+		for _, s := range append(append([]string{env.Sender, env.Subject, env.MessageID}, env.Recipients...), env.To...) {
+			if !utf8.ValidString(s) {
+				t.Fatalf("invalid UTF-8 in envelope: %q", s)
+			}
+		}
+		seen := map[string]bool{}
+		for _, r := range env.Recipients {
+			if seen[r] {
+				t.Fatalf("duplicate recipient %q", r)
+			}
+			seen[r] = true
+		}
+		checkParsed(t, "fuzz-original", Parse(orig, Options{}), 0)
+	})
+}
+
+func FuzzNormalize(f *testing.F) {
+	f.Add([]byte("a\nb\r\nc\rd\n\n"))
+	f.Add([]byte("\r\n"))
+	f.Add([]byte("\n\r"))
+	addCorpusSeeds(f, 499, 64<<10)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		n := Normalize(raw)
+		if again := Normalize(n); !bytes.Equal(again, n) {
+			t.Fatalf("not idempotent: %q -> %q -> %q", raw, n, again)
+		}
+		for i := 0; i < len(n); i++ {
+			if n[i] == '\n' && (i == 0 || n[i-1] != '\r') {
+				t.Fatalf("bare LF at %d in %q", i, n)
+			}
+		}
+		// Only LF -> CRLF changed: removing every CR inserted before a
+		// previously bare LF gives the input back.
+		if !bytes.Equal(bytes.ReplaceAll(n, []byte("\r\n"), []byte("\n")), bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))) {
+			t.Fatalf("content changed: %q -> %q", raw, n)
+		}
+		if len(n)-len(raw) != bytes.Count(raw, []byte("\n"))-bytes.Count(raw, []byte("\r\n")) {
+			t.Fatalf("length %d -> %d", len(raw), len(n))
+		}
+	})
+}

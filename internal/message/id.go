@@ -1,0 +1,69 @@
+package message
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+)
+
+// Normalize returns raw with every bare LF (an LF not preceded by CR) turned
+// into CRLF; all other bytes are unchanged (NULs, 8-bit bytes and lone CRs
+// stay). It returns raw itself when nothing changes, so the result may share
+// memory with raw.
+func Normalize(raw []byte) []byte {
+	bare := 0
+	for i := bytes.IndexByte(raw, '\n'); i >= 0; {
+		if i == 0 || raw[i-1] != '\r' {
+			bare++
+		}
+		j := bytes.IndexByte(raw[i+1:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+	}
+	if bare == 0 {
+		return raw
+	}
+	out := make([]byte, 0, len(raw)+bare)
+	start := 0
+	for start < len(raw) {
+		j := bytes.IndexByte(raw[start:], '\n')
+		if j < 0 {
+			out = append(out, raw[start:]...)
+			break
+		}
+		i := start + j
+		if i == 0 || raw[i-1] != '\r' {
+			out = append(out, raw[start:i]...)
+			out = append(out, '\r', '\n')
+		} else {
+			out = append(out, raw[start:i+1]...)
+		}
+		start = i + 1
+	}
+	return out
+}
+
+// ID returns the lowercase hex SHA-256 of b. Callers pass normalised bytes
+// (see Normalize), so that the id of a message does not depend on the line
+// endings of the channel that delivered it.
+func ID(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// ValidID reports whether s has the form of a message id: exactly 64
+// lowercase hexadecimal characters.
+func ValidID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
