@@ -6,8 +6,9 @@
 // commit calls Commit with many messages per transaction. Reads use a
 // separate pool and never block the writer.
 //
-// Tables (schema version in schema_migrations; migrations in migrate.go run
-// at Open, each once, in order):
+// Tables (versions in schema_migrations per component; the core migrations
+// in migrate.go run at Open, other packages add their own tables through
+// Migrate with their own component name):
 //
 //	meta(key, value)            node facts: store_instance, created, counters
 //	messages(seq, id, ...)      one row per archived message. seq INTEGER

@@ -6,8 +6,7 @@ import (
 	"time"
 )
 
-// migrations are applied in order, each exactly once, in its own
-// transaction. Never edit a released migration: append a new one.
+// migrations are the core schema (component "core"), applied by Migrate.
 var migrations = []string{
 	// 1: core tables.
 	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,31 +59,43 @@ var migrations = []string{
 }
 
 func (c *Catalog) migrate(ctx context.Context) error {
-	if _, err := c.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)`); err != nil {
+	if _, err := c.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		component TEXT NOT NULL, version INTEGER NOT NULL, applied INTEGER NOT NULL,
+		PRIMARY KEY (component, version)) WITHOUT ROWID`); err != nil {
 		return fmt.Errorf("catalog: migrations table: %w", err)
 	}
+	return c.Migrate(ctx, "core", migrations)
+}
+
+// Migrate applies a component's schema migrations (each a SQL script) in
+// order, each exactly once, in its own transaction, recording them in
+// schema_migrations under the component's name. Packages that own tables
+// in the catalog (auth, governance, audit, mirror, pull) call it when they
+// are constructed, so each keeps its schema next to its code. Never edit a
+// released migration: append a new one.
+func (c *Catalog) Migrate(ctx context.Context, component string, steps []string) error {
 	var have int
-	if err := c.w.QueryRowContext(ctx, `SELECT coalesce(max(version),0) FROM schema_migrations`).Scan(&have); err != nil {
-		return fmt.Errorf("catalog: schema version: %w", err)
+	if err := c.w.QueryRowContext(ctx, `SELECT coalesce(max(version),0) FROM schema_migrations WHERE component=?`, component).Scan(&have); err != nil {
+		return fmt.Errorf("catalog: schema version of %s: %w", component, err)
 	}
-	if have > len(migrations) {
-		return fmt.Errorf("catalog: schema version %d is newer than this release knows (%d): refusing to open with an older mailarc", have, len(migrations))
+	if have > len(steps) {
+		return fmt.Errorf("catalog: %s schema version %d is newer than this release knows (%d): refusing to open with an older mailarc", component, have, len(steps))
 	}
-	for v := have + 1; v <= len(migrations); v++ {
+	for v := have + 1; v <= len(steps); v++ {
 		tx, err := c.w.BeginTx(ctx, nil)
 		if err != nil {
-			return fmt.Errorf("catalog: migration %d: %w", v, err)
+			return fmt.Errorf("catalog: %s migration %d: %w", component, v, err)
 		}
-		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+		if _, err := tx.ExecContext(ctx, steps[v-1]); err != nil {
 			tx.Rollback() //nolint:errcheck
-			return fmt.Errorf("catalog: migration %d: %w", v, err)
+			return fmt.Errorf("catalog: %s migration %d: %w", component, v, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied) VALUES (?, ?)`, v, time.Now().Unix()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(component, version, applied) VALUES (?, ?, ?)`, component, v, time.Now().Unix()); err != nil {
 			tx.Rollback() //nolint:errcheck
-			return fmt.Errorf("catalog: migration %d: %w", v, err)
+			return fmt.Errorf("catalog: %s migration %d: %w", component, v, err)
 		}
 		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("catalog: migration %d: %w", v, err)
+			return fmt.Errorf("catalog: %s migration %d: %w", component, v, err)
 		}
 	}
 	return nil
