@@ -26,6 +26,15 @@ func (n *Node) startComponents(bg context.Context, wg *sync.WaitGroup) (*compone
 	if err := n.startSMTP(bg, c); err != nil {
 		return nil, err
 	}
+	if err := n.startSources(bg, wg, c); err != nil {
+		return nil, err
+	}
+	if err := n.startGovernance(bg, wg, c); err != nil {
+		return nil, err
+	}
+	if err := n.startMirror(bg, wg, c); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

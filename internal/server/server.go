@@ -308,7 +308,7 @@ func (n *Node) Status(ctx context.Context) (any, error) {
 		Instance: n.Dir.Marker.Instance,
 		Counts:   StatusCounts{Archived: cs.Messages},
 		Storage:  StatusStorage{RawBytes: ss.RawBytes, StoredBytes: ss.StoredBytes, Blobs: ss.Blobs},
-		Peers:    []any{}, Sources: []any{}, Drift: []string{},
+		Peers:    n.peerStatus(ctx), Sources: n.sourceStatus(), Drift: n.policyDrift(ctx),
 	}
 	n.indexStatus(ctx, &st, cs)
 	return st, nil
