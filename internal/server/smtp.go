@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailarc/mailarc/internal/archive"
+
 	smtpsrc "github.com/mailarc/mailarc/internal/source/smtp"
 )
 
@@ -86,3 +88,5 @@ func (n *Node) startSMTP(ctx context.Context, c *components) error {
 	c.stop = append(c.stop, srv.Shutdown)
 	return nil
 }
+
+var _ smtpsrc.Ingester = (*archive.Archive)(nil)
