@@ -1,0 +1,147 @@
+// Package index is mailarc's full-text engine: documents derived from
+// archived messages go in, query ASTs from package query come out as
+// message ids, newest first (or oldest first, or by relevance). The index is
+// derived data: it can be dropped (Reset) and rebuilt from the store.
+//
+// # Engine and on-disk format
+//
+// OpenSQLite keeps the index in its own SQLite database file (WAL mode,
+// synchronous=NORMAL, 8 KiB pages), separate from the catalog. It needs
+// SQLite's FTS5 extension, which github.com/mattn/go-sqlite3 compiles in only
+// with the build tag sqlite_fts5 (go build -tags sqlite_fts5); without it
+// OpenSQLite returns an error saying so. The file holds:
+//
+//   - fts: a contentless FTS5 table (content=”, contentless_delete=1,
+//     secure-delete on, tokenize="unicode61 remove_diacritics 2") with the
+//     columns hfrom (From and Sender), hto (To and envelope recipients), hcc,
+//     hbcc (Bcc and all envelope recipients), subject, body, attach
+//     (attachment text), fname (attachment names and media types) and tags.
+//     Being contentless it stores no text: searches return ids, snippets are
+//     built by the caller from the raw message (see Snippet).
+//   - meta: rid INTEGER PRIMARY KEY (= the fts rowid), seq, id (unique),
+//     date (unix seconds), size, has_attachment. Results and the size filter
+//     come from here.
+//   - state: key/value pairs; "watermark" is the highest change-feed seq
+//     indexed, written in the same transaction as the documents.
+//   - PRAGMA user_version is the schema version; a file with another
+//     version is emptied at open (watermark 0) so the indexer rebuilds it.
+//
+// The rowid follows the message date: rowid = unix_seconds<<20 | (seq &
+// 0xFFFFF), the low bits moved on to the next free value on a collision, and
+// dates clamped to years 0001-9999. "Newest N matching" therefore walks the
+// FTS index by descending rowid and stops after N hits, and date filters are
+// rowid ranges.
+//
+// # Tokens
+//
+// unicode61 splits text at everything but letters, digits and private-use
+// characters, folds case and removes diacritics (café = CAFE). Runs of CJK
+// characters, which it would keep as one token, are rewritten before
+// indexing into overlapping bigrams plus the run's final character; query
+// words get the same treatment, so any substring of a CJK run is found.
+// Addresses are indexed as words (name and address split at punctuation)
+// and additionally as opaque exact-match tokens for the full address,
+// "local@" and "@domain" with each domain suffix: from:alice@corp.example
+// matches exactly that address, from:@corp.example the domain and its
+// subdomains, from:alice and from:corp.example match as words/phrases, and
+// from:"Alice Smith" matches the display name. Origins (and each
+// colon-segment prefix) and has:attachment are opaque tokens in the tags
+// column, which bare words do not search.
+package index
+
+import (
+	"context"
+	"time"
+
+	"github.com/mailarc/mailarc/internal/query"
+)
+
+// Document is what the indexer extracts from one archived message.
+type Document struct {
+	Seq  int64     // change-feed sequence number
+	ID   string    // message id (hex SHA-256)
+	Date time.Time // message date; clamped to years 0001-9999
+	Size int64     // stored size in bytes
+	// Addresses as "Name <addr>" or "addr". From and Sender are searched by
+	// from:, To and Envelope by to:, Cc by cc:, Bcc and Envelope by bcc:.
+	From, Sender, To, Cc, Bcc, Envelope []string
+	Subject, Body                       string
+	// AttachmentNames and AttachmentTypes are searched by filename:; a
+	// message has an attachment (has:attachment) when either is non-empty.
+	AttachmentNames, AttachmentTypes []string
+	AttachmentText                   string   // extracted text, searched by attachment:
+	Origins                          []string // e.g. "smtp", "import", "api", "imap:journal", "peer:arc-b"
+}
+
+// HasAttachment reports whether d counts as having an attachment.
+func (d *Document) HasAttachment() bool {
+	return len(d.AttachmentNames) > 0 || len(d.AttachmentTypes) > 0
+}
+
+// Sort is the order of search results.
+type Sort int
+
+// Result orders. Ties (equal dates) are broken by seq.
+const (
+	SortDateDesc  Sort = iota // newest first (default)
+	SortDateAsc               // oldest first
+	SortRelevance             // best BM25 score first, then newest
+)
+
+// Options control a search.
+type Options struct {
+	// Limit is the page size; <= 0 means DefaultLimit. Offset skips that
+	// many results.
+	Limit, Offset int
+	Sort          Sort
+	// Addresses, when non-nil, restricts the search to messages where one
+	// of these addresses (exact, case-insensitive) is in From, Sender, To,
+	// Cc, Bcc or Envelope (per-user rights). An empty non-nil slice sees
+	// nothing.
+	Addresses []string
+	// CountTotal requests Result.Total, the exact number of matches.
+	CountTotal bool
+}
+
+// DefaultLimit is the page size used when Options.Limit <= 0.
+const DefaultLimit = 50
+
+// Hit is one search result.
+type Hit struct {
+	Seq  int64
+	ID   string
+	Date time.Time // UTC, second precision
+	Size int64
+	// Rank is the relevance score (higher is better); it is computed only
+	// for SortRelevance with a query that has words, and is 0 otherwise.
+	Rank float64
+}
+
+// Result is one page of search results.
+type Result struct {
+	Total int // exact number of matches when Options.CountTotal, else 0
+	Hits  []Hit
+}
+
+// Index is a full-text index of archived messages. Implementations are safe
+// for concurrent use.
+type Index interface {
+	// Add indexes docs in one transaction and records watermark (the
+	// highest change-feed seq processed) atomically with them. Re-adding an
+	// existing ID replaces the old document.
+	Add(ctx context.Context, docs []Document, watermark int64) error
+	// Delete removes the documents with these ids; unknown ids are ignored.
+	Delete(ctx context.Context, ids []string) error
+	// Search returns one page of the messages matching q.
+	Search(ctx context.Context, q *query.Query, opt Options) (Result, error)
+	// Matches returns which of ids match q (in no particular order); used by
+	// retention and holds.
+	Matches(ctx context.Context, q *query.Query, ids []string) ([]string, error)
+	// Watermark returns the last watermark given to Add (0 when empty).
+	Watermark(ctx context.Context) (int64, error)
+	// Count returns the number of indexed documents.
+	Count(ctx context.Context) (int64, error)
+	// Reset drops every document and the watermark (for a reindex).
+	Reset(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,468 @@
+package index
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // database/sql driver "sqlite3"
+
+	"github.com/mailarc/mailarc/internal/query"
+)
+
+// schemaVersion is stored in PRAGMA user_version.
+const schemaVersion = 1
+
+const (
+	ridShift = 20
+	ridMask  = 1<<ridShift - 1
+)
+
+// Dates are clamped to 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+const (
+	minUnix = -62135596800
+	maxUnix = 253402300799
+)
+
+func clampUnix(t time.Time) int64 { return min(max(t.Unix(), minUnix), maxUnix) }
+
+// ErrNoFTS5 is returned by OpenSQLite when the program was built without
+// SQLite's FTS5 extension.
+var ErrNoFTS5 = errors.New("index: SQLite FTS5 is not available: build mailarc with -tags sqlite_fts5")
+
+const createFTS = `CREATE VIRTUAL TABLE fts USING fts5(
+	hfrom, hto, hcc, hbcc, subject, body, attach, fname, tags,
+	content='', contentless_delete=1,
+	tokenize="unicode61 remove_diacritics 2")`
+
+// ftsWeights are the BM25 column weights in column order.
+const ftsWeights = "2.0, 1.0, 1.0, 1.0, 3.0, 1.0, 1.0, 1.5, 0.0"
+
+// schema returns the statements that create an empty index.
+func schema() []string {
+	return []string{
+		createFTS,
+		`INSERT INTO fts(fts, rank) VALUES('secure-delete', 1)`,
+		`INSERT INTO fts(fts, rank) VALUES('automerge', 8)`,
+		`INSERT INTO fts(fts, rank) VALUES('crisismerge', 32)`,
+		`INSERT INTO fts(fts, rank) VALUES('pgsz', 8000)`,
+		`INSERT INTO fts(fts, rank) VALUES('hashsize', 33554432)`,
+		`CREATE TABLE meta(
+		rid INTEGER PRIMARY KEY,
+		seq INTEGER NOT NULL,
+		id TEXT NOT NULL UNIQUE,
+		date INTEGER NOT NULL,
+		size INTEGER NOT NULL,
+		has_attachment INTEGER NOT NULL)`,
+		`CREATE TABLE state(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID`,
+		fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion),
+	}
+}
+
+// SQLite is the SQLite FTS5 implementation of Index.
+type SQLite struct {
+	db  *sql.DB
+	wmu sync.Mutex // one writer at a time
+}
+
+var _ Index = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) the index database at path.
+func OpenSQLite(path string) (*SQLite, error) {
+	if !fts5Compiled {
+		return nil, ErrNoFTS5
+	}
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
+		"?_synchronous=NORMAL&_busy_timeout=10000&_txlock=immediate&_cache_size=-65536&_secure_delete=FAST"
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("index: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	s := &SQLite{db: db}
+	if err := s.init(context.Background()); err != nil {
+		return nil, errors.Join(fmt.Errorf("index: open %s: %w", path, err), db.Close())
+	}
+	return s, nil
+}
+
+func (s *SQLite) init(ctx context.Context) error {
+	c, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// page_size only takes effect before the first table exists, and must
+	// precede the switch to WAL.
+	for _, p := range []string{`PRAGMA page_size = 8192`, `PRAGMA journal_mode = WAL`} {
+		if _, err := c.ExecContext(ctx, p); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	var ver int
+	if err := c.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&ver); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if ver == schemaVersion {
+		return nil
+	}
+	return s.recreate(ctx, c)
+}
+
+// recreate drops and creates all tables in one transaction.
+func (s *SQLite) recreate(ctx context.Context, c *sql.Conn) error {
+	tx, err := c.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	for _, st := range append([]string{
+		`DROP TABLE IF EXISTS fts`, `DROP TABLE IF EXISTS meta`, `DROP TABLE IF EXISTS state`,
+	}, schema()...) {
+		if _, err := tx.ExecContext(ctx, st); err != nil {
+			if strings.Contains(err.Error(), "no such module: fts5") {
+				return ErrNoFTS5
+			}
+			return fmt.Errorf("create schema: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("index: close: %w", err)
+	}
+	return nil
+}
+
+// row is the FTS column values of a document.
+func ftsValues(d *Document) []any {
+	var tags []string
+	for _, o := range d.Origins {
+		for _, p := range query.OriginPrefixes(o) {
+			tags = append(tags, specialToken(kindOrigin, p))
+		}
+	}
+	if d.HasAttachment() {
+		tags = append(tags, specialToken(kindTag, "attachment"))
+	}
+	fname := append(append([]string(nil), d.AttachmentNames...), d.AttachmentTypes...)
+	return []any{
+		addressColumn(d.From, d.Sender),
+		addressColumn(d.To, d.Envelope),
+		addressColumn(d.Cc),
+		addressColumn(d.Bcc, d.Envelope),
+		textColumn(d.Subject),
+		textColumn(d.Body),
+		textColumn(d.AttachmentText),
+		textColumn(fname...),
+		strings.Join(tags, " "),
+	}
+}
+
+// Add indexes docs and stores watermark in one transaction.
+func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("index add: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	prep := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = tx.PrepareContext(ctx, q)
+		return st
+	}
+	byID := prep(`SELECT rid FROM meta WHERE id = ?`)
+	taken := prep(`SELECT 1 FROM meta WHERE rid = ?`)
+	delFTS := prep(`DELETE FROM fts WHERE rowid = ?`)
+	delMeta := prep(`DELETE FROM meta WHERE rid = ?`)
+	insFTS := prep(`INSERT INTO fts(rowid, hfrom, hto, hcc, hbcc, subject, body, attach, fname, tags) VALUES (?,?,?,?,?,?,?,?,?,?)`)
+	insMeta := prep(`INSERT INTO meta(rid, seq, id, date, size, has_attachment) VALUES (?,?,?,?,?,?)`)
+	if err != nil {
+		return fmt.Errorf("index add: prepare: %w", err)
+	}
+	for i := range docs {
+		d := &docs[i]
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("index add: %w", err)
+		}
+		if err := s.removeTx(ctx, byID, delFTS, delMeta, d.ID); err != nil {
+			return fmt.Errorf("index add %s: %w", d.ID, err)
+		}
+		sec := clampUnix(d.Date)
+		low := d.Seq & ridMask
+		rid := int64(-1)
+		for n := int64(0); n <= ridMask; n++ {
+			cand := sec<<ridShift | (low+n)&ridMask
+			var one int
+			err := taken.QueryRowContext(ctx, cand).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				rid = cand
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("index add %s: rowid probe: %w", d.ID, err)
+			}
+		}
+		if rid == -1 {
+			return fmt.Errorf("index add %s: more than %d messages in one second", d.ID, ridMask+1)
+		}
+		if _, err := insFTS.ExecContext(ctx, append([]any{rid}, ftsValues(d)...)...); err != nil {
+			return fmt.Errorf("index add %s: fts insert: %w", d.ID, err)
+		}
+		if _, err := insMeta.ExecContext(ctx, rid, d.Seq, d.ID, sec, d.Size, d.HasAttachment()); err != nil {
+			return fmt.Errorf("index add %s: meta insert: %w", d.ID, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO state(key, value) VALUES('watermark', ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, watermark); err != nil {
+		return fmt.Errorf("index add: watermark: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index add: commit: %w", err)
+	}
+	return nil
+}
+
+func (s *SQLite) removeTx(ctx context.Context, byID, delFTS, delMeta *sql.Stmt, id string) error {
+	var rid int64
+	err := byID.QueryRowContext(ctx, id).Scan(&rid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("lookup: %w", err)
+	}
+	if _, err := delFTS.ExecContext(ctx, rid); err != nil {
+		return fmt.Errorf("fts delete: %w", err)
+	}
+	if _, err := delMeta.ExecContext(ctx, rid); err != nil {
+		return fmt.Errorf("meta delete: %w", err)
+	}
+	return nil
+}
+
+// Delete removes the documents with these ids.
+func (s *SQLite) Delete(ctx context.Context, ids []string) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("index delete: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	var stmts [3]*sql.Stmt
+	for i, q := range []string{`SELECT rid FROM meta WHERE id = ?`, `DELETE FROM fts WHERE rowid = ?`, `DELETE FROM meta WHERE rid = ?`} {
+		if stmts[i], err = tx.PrepareContext(ctx, q); err != nil {
+			return fmt.Errorf("index delete: prepare: %w", err)
+		}
+	}
+	for _, id := range ids {
+		if err := s.removeTx(ctx, stmts[0], stmts[1], stmts[2], id); err != nil {
+			return fmt.Errorf("index delete %s: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index delete: commit: %w", err)
+	}
+	return nil
+}
+
+// Watermark returns the stored watermark, 0 if none.
+func (s *SQLite) Watermark(ctx context.Context) (int64, error) {
+	var w int64
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM state WHERE key = 'watermark'`).Scan(&w)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("index watermark: %w", err)
+	}
+	return w, nil
+}
+
+// Count returns the number of indexed documents.
+func (s *SQLite) Count(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM meta`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("index count: %w", err)
+	}
+	return n, nil
+}
+
+// Reset drops all documents and the watermark.
+func (s *SQLite) Reset(ctx context.Context) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	c, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("index reset: %w", err)
+	}
+	defer c.Close()
+	if err := s.recreate(ctx, c); err != nil {
+		return fmt.Errorf("index reset: %w", err)
+	}
+	return nil
+}
+
+// Search returns one page of matches for q.
+func (s *SQLite) Search(ctx context.Context, q *query.Query, opt Options) (Result, error) {
+	var root query.Node
+	if q != nil {
+		root = q.Root
+	}
+	p := makePlan(root, opt.Addresses)
+	if p.none {
+		return Result{Hits: []Hit{}}, nil
+	}
+	limit := opt.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	offset := max(opt.Offset, 0)
+
+	var from, rowid, rank string
+	var where []string
+	var args []any
+	if p.match != "" {
+		from = "fts CROSS JOIN meta m ON m.rid = fts.rowid"
+		rowid = "fts.rowid"
+		where = append(where, "fts MATCH ?")
+		args = append(args, p.match)
+		rank = "-bm25(fts, " + ftsWeights + ")"
+	} else {
+		from = "meta m"
+		rowid = "m.rid"
+		rank = "0.0"
+	}
+	if p.rng != nil {
+		where = append(where, rowid+" BETWEEN ? AND ?")
+		args = append(args, p.rng.lo, p.rng.hi)
+	}
+	sc := sqlCtx{lo: math.MinInt64, hi: math.MaxInt64}
+	if p.rng != nil {
+		sc = sqlCtx{lo: p.rng.lo, hi: p.rng.hi}
+	}
+	for _, c := range p.conds {
+		var sb strings.Builder
+		toSQL(c, sc, &sb, &args)
+		where = append(where, sb.String())
+	}
+	whereSQL := ""
+	if len(where) > 0 {
+		whereSQL = " WHERE " + strings.Join(where, " AND ")
+	}
+	var order string
+	switch opt.Sort {
+	case SortDateAsc:
+		order = rowid + " ASC"
+	case SortRelevance:
+		if p.match != "" {
+			order = "bm25(fts, " + ftsWeights + "), " + rowid + " DESC"
+		} else {
+			order = rowid + " DESC"
+		}
+	default:
+		order = rowid + " DESC"
+	}
+	var res Result
+	if opt.CountTotal {
+		countFrom := from
+		if p.match != "" && len(p.conds) == 0 {
+			countFrom = "fts"
+		}
+		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM "+countFrom+whereSQL, args...).Scan(&res.Total); err != nil {
+			return Result{}, fmt.Errorf("index search: count: %w", err)
+		}
+	}
+	stmt := "SELECT m.seq, m.id, m.date, m.size, " + rank + " FROM " + from + whereSQL +
+		" ORDER BY " + order + " LIMIT ? OFFSET ?"
+	rows, err := s.db.QueryContext(ctx, stmt, append(args, limit, offset)...)
+	if err != nil {
+		return Result{}, fmt.Errorf("index search: %w", err)
+	}
+	defer rows.Close()
+	res.Hits = []Hit{}
+	for rows.Next() {
+		var h Hit
+		var date int64
+		if err := rows.Scan(&h.Seq, &h.ID, &date, &h.Size, &h.Rank); err != nil {
+			return Result{}, fmt.Errorf("index search: scan: %w", err)
+		}
+		if opt.Sort != SortRelevance {
+			h.Rank = 0
+		}
+		h.Date = time.Unix(date, 0).UTC()
+		res.Hits = append(res.Hits, h)
+	}
+	if err := rows.Err(); err != nil {
+		return Result{}, fmt.Errorf("index search: %w", err)
+	}
+	return res, nil
+}
+
+// matchChunk bounds the number of ids per Matches statement.
+const matchChunk = 500
+
+// Matches returns which of ids match q.
+func (s *SQLite) Matches(ctx context.Context, q *query.Query, ids []string) ([]string, error) {
+	var root query.Node
+	if q != nil {
+		root = q.Root
+	}
+	e := compileNode(root)
+	out := []string{}
+	for start := 0; start < len(ids); start += matchChunk {
+		chunk := ids[start:min(start+matchChunk, len(ids))]
+		args := make([]any, 0, len(chunk)+8)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		inList := "(" + strings.Repeat("?,", len(chunk)-1) + "?)"
+		// Bound the FTS subqueries by the rowid range of this chunk: cheap
+		// when callers pass ids in date order, as sweeps do.
+		var sc sqlCtx
+		err := s.db.QueryRowContext(ctx, "SELECT coalesce(min(rid), 0), coalesce(max(rid), -1) FROM meta WHERE id IN "+inList, args...).Scan(&sc.lo, &sc.hi)
+		if err != nil {
+			return nil, fmt.Errorf("index matches: %w", err)
+		}
+		if sc.lo > sc.hi {
+			continue
+		}
+		var sb strings.Builder
+		sb.WriteString("SELECT m.id FROM meta m WHERE m.id IN " + inList + " AND ")
+		toSQL(e, sc, &sb, &args)
+		rows, err := s.db.QueryContext(ctx, sb.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("index matches: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("index matches: scan: %w", err)
+			}
+			out = append(out, id)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("index matches: %w", err)
+		}
+	}
+	return out, nil
+}
