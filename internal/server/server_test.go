@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mailarc/mailarc/internal/config"
+	"github.com/mailarc/mailarc/internal/index"
 	"github.com/mailarc/mailarc/internal/server"
 	"github.com/mailarc/mailarc/internal/testutil"
 )
@@ -28,6 +29,7 @@ type node struct {
 
 func start(t *testing.T, dir string) *node {
 	t.Helper()
+	testutil.Require(t, index.FTS5Compiled(), "this test binary was built without -tags sqlite_fts5 (use make test)")
 	cfg := config.Default()
 	cfg.NodeName = "test"
 	cfg.DataDir = dir
