@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"net/http"
+	_ "net/http/pprof" // served only on MAILARC_PPROF's address, see below
 	"os"
 
 	"github.com/mailarc/mailarc/internal/server"
@@ -19,6 +21,15 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(cfg.LogLevel)
+	if addr := os.Getenv("MAILARC_PPROF"); addr != "" {
+		// Profiling for benchmarks and support: bind it to loopback only.
+		go func() {
+			log.Info("pprof listening", "addr", addr)
+			if err := http.ListenAndServe(addr, nil); err != nil {
+				log.Error("pprof", "err", err)
+			}
+		}()
+	}
 	n, err := server.Open(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -57,7 +57,10 @@ type Archive struct {
 	reqs chan *request
 	m    *metrics
 
-	onCommit atomic.Pointer[func()]
+	onCommit   atomic.Pointer[func()]
+	lastCommit atomic.Int64 // unix nanos of the last successful group commit
+	recent     atomic.Int64 // messages committed in the current 1 s window (see Busy)
+	window     atomic.Int64 // start of that window, unix seconds
 
 	mu      sync.RWMutex // guards closing against concurrent sends on reqs
 	closing bool
@@ -268,11 +271,6 @@ func (a *Archive) storeBlobs(batch []*request) *group {
 	for _, r := range batch {
 		ids = append(ids, r.id)
 	}
-	exists, err := a.cat.Exists(ctx, ids)
-	if err != nil {
-		a.failGroup(batch, err)
-		return nil
-	}
 	purged, err := a.cat.IsTombstoned(ctx, ids)
 	if err != nil {
 		a.failGroup(batch, err)
@@ -285,7 +283,10 @@ func (a *Archive) storeBlobs(batch []*request) *group {
 			r.resp <- response{res: Result{ID: r.id, Duplicate: true, Purged: true}}
 			continue
 		}
-		if !exists[r.id] && !seen[r.id] {
+		// Every blob goes to Put, which skips the ones it already holds
+		// (an in-memory lookup): that also repairs a blob lost with a
+		// crash, whatever the catalog says.
+		if !seen[r.id] {
 			seen[r.id] = true
 			blobs = append(blobs, store.Blob{ID: r.id, Data: r.data})
 		}
@@ -317,6 +318,12 @@ func (a *Archive) commitCatalog(g *group) {
 	}
 	a.m.commitSeconds.Observe(a.opt.Now().Sub(g.start).Seconds())
 	a.m.batchSize.Observe(float64(g.size))
+	now := a.opt.Now()
+	a.lastCommit.Store(now.UnixNano())
+	if w := now.Unix(); a.window.Swap(w) != w {
+		a.recent.Store(0)
+	}
+	a.recent.Add(int64(len(g.reqs)))
 	if f := a.onCommit.Load(); f != nil {
 		(*f)()
 	}
@@ -335,6 +342,12 @@ func (a *Archive) commitCatalog(g *group) {
 // OnCommit registers f to be called after every successful group commit
 // (the indexer's wake-up). f must not block.
 func (a *Archive) OnCommit(f func()) { a.onCommit.Store(&f) }
+
+// Busy reports whether ingest is under sustained load: more than 100
+// messages committed in the current second. The indexer backs off then.
+func (a *Archive) Busy() bool {
+	return a.window.Load() >= a.opt.Now().Unix()-1 && a.recent.Load() > 100
+}
 
 // Get returns a message's catalog record.
 func (a *Archive) Get(ctx context.Context, id string) (*catalog.Message, error) {

@@ -76,6 +76,7 @@ type Service struct {
 
 type cached struct {
 	user    string
+	u       *User
 	expires time.Time
 }
 
@@ -264,7 +265,8 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (*Us
 	s.mu.Lock()
 	if c, ok := s.cache[key]; ok && c.user == name && now.Before(c.expires) {
 		s.mu.Unlock()
-		return s.Get(ctx, name)
+		u := *c.u
+		return &u, nil
 	}
 	for _, k := range []string{"u:" + name, "c:" + client} {
 		if f := s.failures[k]; f != nil && now.Before(f.until) {
@@ -307,7 +309,7 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (*Us
 	if len(s.cache) > 10000 {
 		clear(s.cache)
 	}
-	s.cache[key] = cached{user: name, expires: now.Add(cacheTTL)}
+	s.cache[key] = cached{user: name, u: u, expires: now.Add(cacheTTL)}
 	return u, nil
 }
 

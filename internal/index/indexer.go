@@ -48,6 +48,11 @@ type IndexerOptions struct {
 	Registerer prometheus.Registerer
 	// PollInterval is how often the feed is checked without a Notify (default 1 s).
 	PollInterval time.Duration
+	// Busy, if set, reports whether ingest is under load. While it is, the
+	// indexer uses one worker and pauses after each batch for three times as
+	// long as the batch took, so ingest keeps most of the CPU: a backlog then only
+	// delays freshness, as the design asks.
+	Busy func() bool
 }
 
 // Indexer follows the catalog's change feed and keeps the index current.
@@ -68,6 +73,7 @@ type Indexer struct {
 	skipped   *prometheus.CounterVec
 	skippedN  atomic.Int64
 	batchSecs prometheus.Histogram
+	lastBatch time.Duration // duration of the last batch (Run's goroutine only)
 }
 
 // NewIndexer creates an Indexer; call Run to start it.
@@ -160,6 +166,13 @@ func (x *Indexer) Run(ctx context.Context) error {
 		}
 		backoff = time.Second
 		if n > 0 {
+			if x.opt.Busy != nil && x.opt.Busy() {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(min(3*x.lastBatch, 5*time.Second)):
+				}
+			}
 			continue
 		}
 		select {
@@ -211,7 +224,11 @@ func (x *Indexer) step(ctx context.Context) (int, error) {
 	errs := make([]error, len(changes))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for w := 0; w < x.opt.Workers; w++ {
+	workers := x.opt.Workers
+	if x.opt.Busy != nil && x.opt.Busy() {
+		workers = 1
+	}
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -239,7 +256,8 @@ func (x *Indexer) step(ctx context.Context) (int, error) {
 	}
 	x.watermark.Store(last)
 	x.indexed.Add(float64(len(docs)))
-	x.batchSecs.Observe(time.Since(start).Seconds())
+	x.lastBatch = time.Since(start)
+	x.batchSecs.Observe(x.lastBatch.Seconds())
 	return len(changes), nil
 }
 

@@ -45,6 +45,7 @@ func (n *Node) NewIndexer() *index.Indexer {
 		Workers:    n.Cfg.Index.Workers,
 		Logger:     n.Log.With("component", "indexer"),
 		Registerer: n.Registry,
+		Busy:       n.Archive.Busy,
 	})
 }
 
