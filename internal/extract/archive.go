@@ -219,7 +219,7 @@ func (j *job) tarFile(data []byte, depth int) error {
 		if err := j.out.WriteString(h.Name + "\n"); err != nil {
 			return err
 		}
-		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+		if h.Typeflag != tar.TypeReg && h.Typeflag != 0 {
 			continue
 		}
 		// The tar data is already in memory, so members cannot expand.

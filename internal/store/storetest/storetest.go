@@ -375,7 +375,7 @@ func testConcurrent(t *testing.T, s store.Store) {
 					batch = append(batch, blob(textBytes(seed+1000, 1000+i*50)))
 				}
 				if err := s.Put(ctx, batch); err != nil {
-					errs <- fmt.Errorf("Put: %w", err)
+					errs <- fmt.Errorf("put: %w", err)
 					return
 				}
 				mu.Lock()
@@ -413,7 +413,7 @@ func testConcurrent(t *testing.T, s store.Store) {
 				}
 				got, err := s.Get(ctx, b.ID)
 				if err != nil {
-					errs <- fmt.Errorf("Get of acknowledged blob: %w", err)
+					errs <- fmt.Errorf("get of acknowledged blob: %w", err)
 					return
 				}
 				if !bytes.Equal(got, b.Data) {
