@@ -212,6 +212,22 @@ func TestImportAndCLI(t *testing.T) {
 	if len(ids) != 4 {
 		t.Errorf("empty query lists %d messages, want all 4", len(ids))
 	}
+	// The index is derived data: delete it, reindex, search again.
+	if err := os.Remove(filepath.Join(dir, "data", "index.db")); err != nil {
+		t.Fatal(err)
+	}
+	out, code = cli(t, nil, "reindex", "--config", p.config)
+	if code != 0 || !strings.Contains(out, "reindexed 4 messages") {
+		t.Fatalf("reindex: %d %s", code, out)
+	}
+	out, code = cli(t, nil, "search", "--config", p.config, "subject:beta")
+	if code != 0 || !strings.Contains(out, "1 of 1") {
+		t.Fatalf("search after reindex: %d %s", code, out)
+	}
+	out, code = cli(t, nil, "search", "--config", p.config, "subject:(unclosed")
+	if code == 0 || !strings.Contains(out, "position") {
+		t.Fatalf("bad query: %d %s", code, out)
+	}
 }
 
 // TestIndexerSurvivesKill9: the indexer killed mid-backlog resumes from its
