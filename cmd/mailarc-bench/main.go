@@ -4,6 +4,7 @@
 // concurrent HTTP API clients.
 //
 //	go run ./cmd/mailarc-bench -bin bin/mailarc -corpus ../shared/corpus/real ingest
+//	go run ./cmd/mailarc-bench -bin bin/mailarc -corpus ../shared/corpus/real smtp [-messages 10000 -size 102400 -sessions 20]
 package main
 
 import (
@@ -39,8 +40,10 @@ func main() {
 	switch what {
 	case "ingest":
 		err = benchIngest(*bin, *corpus, *clients)
+	case "smtp":
+		err = benchSMTP(*bin, *corpus, flag.Args()[1:])
 	default:
-		err = fmt.Errorf("unknown benchmark %q (want ingest)", what)
+		err = fmt.Errorf("unknown benchmark %q (want ingest or smtp)", what)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailarc-bench:", err)
