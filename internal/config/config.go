@@ -86,6 +86,8 @@ type SMTP struct {
 	MaxConnections int `toml:"max_connections"`
 	// MaxRecipients per message (default 10000).
 	MaxRecipients int `toml:"max_recipients"`
+	// MaxLineLength caps one command or message line (default 1MB).
+	MaxLineLength Size `toml:"max_line_length"`
 	// CommandTimeout and DataTimeout (defaults 5m and 10m).
 	CommandTimeout Duration `toml:"command_timeout"`
 	DataTimeout    Duration `toml:"data_timeout"`

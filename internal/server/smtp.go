@@ -28,6 +28,7 @@ func (n *Node) startSMTP(ctx context.Context, c *components) error {
 		MaxMessageSize: int64(cfg.MaxMessageSize),
 		MaxConnections: cfg.MaxConnections,
 		MaxRecipients:  cfg.MaxRecipients,
+		MaxLineLength:  int(cfg.MaxLineLength),
 		CommandTimeout: time.Duration(cfg.CommandTimeout),
 		DataTimeout:    time.Duration(cfg.DataTimeout),
 		AuthRequired:   cfg.AuthRequired,

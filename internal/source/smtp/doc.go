@@ -42,7 +42,7 @@
 //	                error that is not one of the permanent ones below)
 //	452   4.3.1     Ingest failed with an error wrapping ENOSPC (disk full)
 //	452   4.5.3     more than max_recipients RCPT TO
-//	523   5.7.10    AUTH before STARTTLS when require_tls is set
+//	538   5.7.11    AUTH before STARTTLS when require_tls is set
 //	530   5.7.0     MAIL before AUTH when auth_required is set
 //	535   5.7.8     AUTH with wrong credentials
 //	550   5.1.1     RCPT TO not in the accepted recipients
