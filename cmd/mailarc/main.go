@@ -27,6 +27,8 @@ func commands() map[string]command {
 		"user":    {"manage users: add, list, passwd, del", runUser},
 		"status":  {"show the node's status", runStatus},
 		"version": {"print the release version", runVersion},
+		"export":  {"export messages (mbox or zip) with manifest and chain of custody", runExport},
+		"audit":   {"verify or list the audit log: verify, list", runAudit},
 	}
 }
 

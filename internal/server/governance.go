@@ -2,11 +2,99 @@ package server
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
 	"sync"
+	"time"
+
+	"github.com/mailarc/mailarc/internal/audit"
+	"github.com/mailarc/mailarc/internal/governance"
 )
 
-// startGovernance starts the retention sweeper and related workers (filled
-// in by the governance work).
+// startGovernance opens the audit log and governance service and starts
+// the scheduled retention sweeper.
 func (n *Node) startGovernance(ctx context.Context, wg *sync.WaitGroup, c *components) error {
+	gov, _, err := n.Governance(ctx)
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		gov.RunLoop(ctx)
+	}()
 	return nil
+}
+
+// AuditLog opens (once) the node's audit log; it is closed with the node.
+func (n *Node) AuditLog(ctx context.Context) (*audit.Log, error) {
+	if n.auditLog != nil {
+		return n.auditLog, nil
+	}
+	l, err := audit.Open(ctx, n.Catalog, audit.Options{Logger: n.Log.With("component", "audit")})
+	if err != nil {
+		return nil, err
+	}
+	n.auditLog = l
+	n.extra = append(n.extra, func(ctx context.Context) error {
+		err := l.Close(ctx)
+		n.auditLog = nil
+		return err
+	})
+	return l, nil
+}
+
+// Governance opens (once) the retention and hold service with the audit log.
+func (n *Node) Governance(ctx context.Context) (*governance.Service, *audit.Log, error) {
+	al, err := n.AuditLog(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n.gov != nil {
+		return n.gov, al, nil
+	}
+	gov, err := governance.New(ctx, n.Catalog, n.Index, n.Store, governance.Options{
+		Audit:      al,
+		AfterPurge: n.scrubIndex,
+		Logger:     n.Log.With("component", "governance"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	n.gov = gov
+	return gov, al, nil
+}
+
+// scrubIndex removes every trace of purged documents from index.db: the
+// FTS5 table is optimised (merged into one segment, the old segments freed
+// with secure_delete on, so their pages are zeroed) and the WAL, which
+// still holds old page images, is checkpointed and truncated. It uses its
+// own connection to the index file; the index package's connections keep
+// working meanwhile.
+func (n *Node) scrubIndex(ctx context.Context) error {
+	path := n.Dir.Join("index.db")
+	db, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_busy_timeout=30000&_secure_delete=on&_txlock=immediate")
+	if err != nil {
+		return fmt.Errorf("scrub index: %w", err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, `INSERT INTO fts(fts) VALUES('optimize')`); err != nil {
+		return fmt.Errorf("scrub index: optimize: %w", err)
+	}
+	for {
+		var busy, logFrames, done int
+		if err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &done); err != nil {
+			return fmt.Errorf("scrub index: checkpoint: %w", err)
+		}
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("scrub index: readers kept the WAL busy: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -27,13 +27,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/auth"
 	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/config"
+	"github.com/mailarc/mailarc/internal/governance"
 	"github.com/mailarc/mailarc/internal/index"
 	"github.com/mailarc/mailarc/internal/store"
 	"github.com/mailarc/mailarc/internal/version"
 	"github.com/mailarc/mailarc/internal/web"
+	"github.com/mailarc/mailarc/internal/web/ui"
 )
 
 // Node is an opened archive: data directory, catalog, store, archive
@@ -51,6 +54,9 @@ type Node struct {
 	Registry *prometheus.Registry
 
 	indexer *index.Indexer
+
+	gov      *governance.Service // opened by Governance (governance.go)
+	auditLog *audit.Log
 
 	started time.Time
 	extra   []func(context.Context) error // closers of optional components, run in reverse
@@ -194,6 +200,29 @@ func (n *Node) Serve(ctx context.Context, opt ServeOptions) error {
 		return err
 	}
 
+	sessions, err := auth.NewSessions(ctx, n.Catalog, n.Auth, 0)
+	if err != nil {
+		return fmt.Errorf("web sessions: %w", err)
+	}
+	uiDeps := ui.Deps{
+		Archive:  n.Archive,
+		Auth:     n.Auth,
+		Sessions: sessions,
+		Search:   comps.search,
+		Status:   n.Status,
+		Logger:   n.Log.With("component", "ui"),
+	}
+	if n.auditLog != nil {
+		uiDeps.Audit = n.auditLog
+	}
+	if n.gov != nil {
+		uiDeps.Holds = ui.GovernanceAdapter{S: n.gov}
+		uiDeps.Retention = ui.GovernanceAdapter{S: n.gov}
+	}
+	uiHandler, err := ui.New(uiDeps)
+	if err != nil {
+		return err
+	}
 	h := web.New(web.Deps{
 		Archive:        n.Archive,
 		Auth:           n.Auth,
@@ -202,6 +231,12 @@ func (n *Node) Serve(ctx context.Context, opt ServeOptions) error {
 		Logger:         n.Log.With("component", "http"),
 		Gatherer:       n.Registry,
 		MaxMessageSize: int64(n.Cfg.MaxMessageSize),
+		UI:             uiHandler,
+		Sessions:       sessions,
+		Audit:          n.auditLog,
+		Governance:     n.gov,
+		Index:          n.Index,
+		NodeName:       n.Cfg.NodeName,
 	})
 	ln, err := net.Listen("tcp", n.Cfg.HTTP.Listen)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/auth"
 	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/message"
@@ -148,6 +149,9 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.record(r, audit.ActionView, map[string]string{"id": m.ID}); err != nil {
+		return err
+	}
 	p := message.Parse(raw, message.Options{Arrival: m.Arrival})
 	out := messageJSON{
 		ID: m.ID, Seq: m.Seq, Date: m.Date, DateSource: m.DateSource, Arrival: m.Arrival, Size: m.Size,
@@ -177,6 +181,9 @@ func (s *Server) getRaw(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.record(r, audit.ActionRaw, map[string]string{"id": m.ID}); err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "message/rfc822")
 	w.Header().Set("Content-Length", strconv.Itoa(len(raw)))
 	w.Header().Set("Content-Disposition", `attachment; filename="`+m.ID+`.eml"`)
@@ -202,6 +209,9 @@ func (s *Server) getAttachment(w http.ResponseWriter, r *http.Request) error {
 	att, data, err := message.AttachmentData(raw, n)
 	if err != nil {
 		return errf(http.StatusNotFound, "not_found", "no such attachment")
+	}
+	if err := s.record(r, audit.ActionAttachment, map[string]any{"id": m.ID, "n": n, "filename": att.Filename}); err != nil {
+		return err
 	}
 	ct := att.ContentType
 	if ct == "" {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/auth"
 	"github.com/mailarc/mailarc/internal/catalog"
 )
@@ -91,6 +92,9 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	}
 	if res.Messages == nil {
 		res.Messages = []SearchHit{}
+	}
+	if err := s.record(r, audit.ActionSearch, map[string]any{"query": req.Query, "total": res.Total, "limit": req.Limit, "offset": req.Offset, "sort": req.Sort}); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/auth"
 )
 
@@ -49,6 +50,9 @@ func (s *Server) addUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errf(http.StatusBadRequest, "invalid", err.Error())
 	}
+	if err := s.record(r, audit.ActionUserAdd, map[string]any{"name": in.Name, "role": in.Role, "addresses": in.Addresses}); err != nil {
+		return err
+	}
 	u, err := s.d.Auth.Get(r.Context(), in.Name)
 	if err != nil {
 		return err
@@ -67,6 +71,9 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) error {
 		return errf(http.StatusNotFound, "not_found", "no such user")
 	}
 	if err != nil {
+		return err
+	}
+	if err := s.record(r, audit.ActionUserDelete, map[string]string{"name": name}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -91,6 +98,9 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		return errf(http.StatusBadRequest, "invalid", err.Error())
+	}
+	if err := s.record(r, audit.ActionUserPassword, map[string]string{"name": name}); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -138,6 +148,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.record(r, audit.ActionTokenCreate, map[string]string{"id": t.ID, "user": t.User, "name": t.Name}); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusCreated, map[string]any{"token": secret, "id": t.ID, "user": t.User, "name": t.Name, "created": t.Created})
 	return nil
 }
@@ -145,6 +158,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	if err := s.d.Auth.RevokeToken(r.Context(), userFrom(r), r.PathValue("id")); err != nil {
 		return errf(http.StatusNotFound, "not_found", "no such token")
+	}
+	if err := s.record(r, audit.ActionTokenRevoke, map[string]string{"id": r.PathValue("id")}); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -23,7 +23,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/auth"
+	"github.com/mailarc/mailarc/internal/governance"
+	"github.com/mailarc/mailarc/internal/index"
 )
 
 // Deps are what the HTTP layer needs from the rest of the node.
@@ -36,6 +39,21 @@ type Deps struct {
 	Gatherer prometheus.Gatherer
 	// MaxMessageSize caps POST /api/v1/messages bodies.
 	MaxMessageSize int64
+	// UI, when set, serves every non-API path (the browser interface,
+	// package web/ui).
+	UI http.Handler
+	// Sessions, when set, lets API calls authenticate with the browser's
+	// session cookie; unsafe methods then need the X-CSRF-Token header.
+	Sessions *auth.Sessions
+	// Audit records logins, searches, views, exports and changes (nil:
+	// nothing is recorded, for tests only).
+	Audit *audit.Log
+	// Governance serves retention and holds (nil: those answer 503).
+	Governance *governance.Service
+	// Index backs exports (nil: export answers 503).
+	Index index.Index
+	// NodeName goes into export custody records.
+	NodeName string
 }
 
 // Server is the HTTP handler. It implements http.Handler.
@@ -93,9 +111,23 @@ func (s *Server) routes() {
 	s.api("GET /api/v1/tokens", nil, s.listTokens)
 	s.api("POST /api/v1/tokens", nil, s.createToken)
 	s.api("DELETE /api/v1/tokens/{id}", nil, s.revokeToken)
+	seesAll := s.requireRole(auth.RoleAdmin, auth.RoleAuditor)
+	s.api("GET /api/v1/retention", seesAll, s.getRetention)
+	s.api("PUT /api/v1/retention", s.requireRole(auth.RoleAdmin), s.putRetention)
+	s.api("POST /api/v1/retention/run", s.requireRole(auth.RoleAdmin), s.runRetention)
+	s.api("GET /api/v1/holds", seesAll, s.listHolds)
+	s.api("POST /api/v1/holds", seesAll, s.createHold)
+	s.api("GET /api/v1/holds/{id}", seesAll, s.getHold)
+	s.api("GET /api/v1/holds/{id}/messages", seesAll, s.holdMessages)
+	s.api("DELETE /api/v1/holds/{id}", s.requireRole(auth.RoleAdmin), s.releaseHold)
+	s.api("GET /api/v1/audit", seesAll, s.getAudit)
+	s.api("GET /api/v1/export", nil, s.export)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API endpoint")
 	})
+	if s.d.UI != nil {
+		s.mux.Handle("/", s.d.UI)
+	}
 }
 
 type ctxKey int
@@ -156,10 +188,31 @@ func (s *Server) api(pattern string, allowed check, h func(w http.ResponseWriter
 
 func (s *Server) authenticate(r *http.Request) (*auth.User, error) {
 	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
-		return s.d.Auth.TokenUser(r.Context(), strings.TrimSpace(strings.TrimPrefix(h, "Bearer ")))
+		u, err := s.d.Auth.TokenUser(r.Context(), strings.TrimSpace(strings.TrimPrefix(h, "Bearer ")))
+		s.recordLogin(r, "", "token", u, err)
+		return u, err
 	}
 	if name, pw, ok := r.BasicAuth(); ok {
-		return s.d.Auth.Login(r.Context(), name, pw, clientIP(r))
+		u, err := s.d.Auth.Login(r.Context(), name, pw, clientIP(r))
+		s.recordLogin(r, name, "basic", u, err)
+		return u, err
+	}
+	if c, err := r.Cookie(auth.SessionCookie); err == nil && s.d.Sessions != nil {
+		sess, err := s.d.Sessions.Verify(r.Context(), c.Value)
+		if err != nil {
+			if errors.Is(err, auth.ErrBadSession) {
+				return nil, auth.ErrBadCredentials
+			}
+			return nil, err
+		}
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		default:
+			if !s.d.Sessions.CheckCSRF(sess.ID, r.Header.Get("X-CSRF-Token")) {
+				return nil, auth.ErrBadCredentials
+			}
+		}
+		return sess.User, nil
 	}
 	return nil, auth.ErrBadCredentials
 }

@@ -1,0 +1,129 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Candidate is the part of a message row retention needs.
+type Candidate struct {
+	Seq  int64
+	MSeq int64
+	ID   string
+	Date time.Time
+}
+
+// Candidates returns up to limit messages with seq > afterSeq whose date is
+// before cutoff, in seq order (a resumable walk for the retention sweeper).
+func (c *Catalog) Candidates(ctx context.Context, cutoff time.Time, afterSeq int64, limit int) ([]Candidate, error) {
+	rows, err := c.r.QueryContext(ctx, `SELECT seq, mseq, id, date FROM messages WHERE seq > ? AND date < ? ORDER BY seq LIMIT ?`,
+		afterSeq, cutoff.Unix(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: candidates: %w", err)
+	}
+	defer rows.Close()
+	var out []Candidate
+	for rows.Next() {
+		var m Candidate
+		var d int64
+		if err := rows.Scan(&m.Seq, &m.MSeq, &m.ID, &d); err != nil {
+			return nil, fmt.Errorf("catalog: candidates: %w", err)
+		}
+		m.Date = time.Unix(d, 0).UTC()
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("catalog: candidates: %w", err)
+	}
+	return out, nil
+}
+
+// Purge removes messages for good, in one transaction on a connection with
+// secure_delete on (freed bytes are overwritten with zeros): it writes a
+// tombstone per id (so the id is never stored again), and deletes the
+// message rows with their origins, envelope and journal report links. It
+// returns the journal report blob ids no message references any more: those
+// blobs contain the purged message too and must be deleted from the store.
+// Only package governance calls Purge.
+func (c *Catalog) Purge(ctx context.Context, ids []string, reason string, at time.Time) (orphanReports []string, err error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	conn, err := c.w.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: purge: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+		return nil, fmt.Errorf("catalog: purge: secure_delete: %w", err)
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: purge: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	reports := map[string]bool{}
+	for _, id := range ids {
+		var seq int64
+		err := tx.QueryRowContext(ctx, `SELECT seq FROM messages WHERE id=?`, id).Scan(&seq)
+		if err == nil {
+			rows, err := tx.QueryContext(ctx, `SELECT report_id FROM journal_reports WHERE seq=?`, seq)
+			if err != nil {
+				return nil, fmt.Errorf("catalog: purge %s: %w", id, err)
+			}
+			for rows.Next() {
+				var r string
+				if err := rows.Scan(&r); err != nil {
+					rows.Close()
+					return nil, fmt.Errorf("catalog: purge %s: %w", id, err)
+				}
+				reports[r] = true
+			}
+			rows.Close()
+			for _, q := range []string{`DELETE FROM origins WHERE seq=?`, `DELETE FROM envelope WHERE seq=?`,
+				`DELETE FROM journal_reports WHERE seq=?`, `DELETE FROM messages WHERE seq=?`} {
+				if _, err := tx.ExecContext(ctx, q, seq); err != nil {
+					return nil, fmt.Errorf("catalog: purge %s: %w", id, err)
+				}
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO tombstones(id, purged_at, reason) VALUES (?,?,?)`, id, at.Unix(), reason); err != nil {
+			return nil, fmt.Errorf("catalog: tombstone %s: %w", id, err)
+		}
+	}
+	for r := range reports {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM journal_reports WHERE report_id=?`, r).Scan(&n); err != nil {
+			return nil, fmt.Errorf("catalog: purge: report %s: %w", r, err)
+		}
+		if n == 0 {
+			orphanReports = append(orphanReports, r)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("catalog: purge: commit: %w", err)
+	}
+	return orphanReports, nil
+}
+
+// Scrub makes sure deleted rows leave no trace on disk: it writes the WAL
+// back into the database and truncates it to zero bytes (the WAL keeps old
+// page images otherwise). Readers holding old snapshots make the checkpoint
+// incomplete; Scrub then retries until ctx ends.
+func (c *Catalog) Scrub(ctx context.Context) error {
+	for {
+		var busy, logFrames, done int
+		if err := c.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &done); err != nil {
+			return fmt.Errorf("catalog: scrub: %w", err)
+		}
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("catalog: scrub: readers kept the WAL busy: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,224 @@
+// Package governance holds mailarc's retention policies, litigation holds
+// and the retention sweeper. It is the only code that purges mail.
+//
+// # Tables (catalog component "governance")
+//
+//	retention(version INTEGER PRIMARY KEY, policy TEXT, updated INTEGER, updated_by TEXT)
+//	    every policy ever set (JSON Retention); the highest version is current.
+//	    Version 0 (no row) is the built-in default: keep forever.
+//	governance_state(key TEXT PRIMARY KEY, value TEXT)
+//	    "confirmed" = JSON {version, count, by, at}: the policy version an
+//	    admin last confirmed with POST /retention/run?confirm=N.
+//	holds(id, name, description, query, after, before, creator, created,
+//	      expires, released, released_by)   times are Unix seconds, NULL = unset
+//
+// # Sweeps
+//
+// A sweep walks the catalog for messages dated before the earliest possible
+// expiry, in batches. For each batch it asks the index which policies match
+// each message (the longest matching period wins, the default applies when
+// none does) and computes the expiry from the message date. Messages the
+// index has not indexed yet (absent from the index, or whose catalog change
+// counter is above the index watermark) cannot be evaluated and are skipped
+// ("pending"). Expired messages matching any active hold are kept ("held").
+// The rest are purged: audit entry with the ids, tombstones and catalog rows
+// (catalog.Purge, secure_delete), index documents, then blobs; after the
+// last batch the store is compacted, the index optimised (Options.AfterPurge)
+// and the catalog WAL truncated, so the bytes are gone from disk.
+//
+// A dry run counts what a real run would purge. A real run must name that
+// count (confirm=N): a different count is refused (ErrConfirm). Confirming
+// records the policy version; scheduled sweeps purge only while the current
+// policy version is the confirmed one, so a policy change purges nothing
+// until an admin has looked at its dry run and confirmed it.
+package governance
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mailarc/mailarc/internal/audit"
+	"github.com/mailarc/mailarc/internal/catalog"
+	"github.com/mailarc/mailarc/internal/index"
+	"github.com/mailarc/mailarc/internal/store"
+)
+
+var migrations = []string{
+	`CREATE TABLE retention (version INTEGER PRIMARY KEY, policy TEXT NOT NULL, updated INTEGER NOT NULL, updated_by TEXT NOT NULL);
+	CREATE TABLE governance_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+	CREATE TABLE holds (
+		id          TEXT PRIMARY KEY,
+		name        TEXT NOT NULL,
+		description TEXT NOT NULL,
+		query       TEXT NOT NULL,
+		after       INTEGER,
+		before      INTEGER,
+		creator     TEXT NOT NULL,
+		created     INTEGER NOT NULL,
+		expires     INTEGER,
+		released    INTEGER,
+		released_by TEXT NOT NULL
+	) WITHOUT ROWID;`,
+}
+
+// Options tune a Service.
+type Options struct {
+	// Audit receives every policy, hold and purge record (nil: not logged,
+	// for tests only).
+	Audit *audit.Log
+	// AfterPurge runs after a real sweep purged something, after the store
+	// compaction: the server passes a function that optimises the full-text
+	// index and truncates its WAL so no term of a purged message remains.
+	AfterPurge func(ctx context.Context) error
+	// BatchSize is messages per evaluation and purge batch (default 500).
+	BatchSize int
+	// Interval is the scheduled sweep period (default 1 h).
+	Interval time.Duration
+	// Samples caps the ids a dry run returns (default 20).
+	Samples int
+	Now     func() time.Time
+	Logger  *slog.Logger
+}
+
+// Service is the governance service of one node.
+type Service struct {
+	cat  *catalog.Catalog
+	w, r *sql.DB
+	idx  index.Index
+	st   store.Store
+	opt  Options
+	log  *slog.Logger
+
+	runMu   sync.Mutex // one sweep at a time
+	purgeMu sync.Mutex // hold creation vs. a purge batch's hold check and delete
+}
+
+// New migrates the governance tables and returns the service.
+func New(ctx context.Context, cat *catalog.Catalog, idx index.Index, st store.Store, opt Options) (*Service, error) {
+	if err := cat.Migrate(ctx, "governance", migrations); err != nil {
+		return nil, err
+	}
+	if opt.BatchSize <= 0 {
+		opt.BatchSize = 500
+	}
+	if opt.Interval <= 0 {
+		opt.Interval = time.Hour
+	}
+	if opt.Samples <= 0 {
+		opt.Samples = 20
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	w, r := cat.DB()
+	return &Service{cat: cat, w: w, r: r, idx: idx, st: st, opt: opt, log: opt.Logger}, nil
+}
+
+func (s *Service) now() time.Time { return s.opt.Now() }
+
+func (s *Service) record(ctx context.Context, user, action string, detail any) error {
+	if s.opt.Audit == nil {
+		return nil
+	}
+	if _, err := s.opt.Audit.Record(ctx, user, action, detail); err != nil {
+		return fmt.Errorf("governance: audit %s: %w", action, err)
+	}
+	return nil
+}
+
+// Confirmation is the policy version an admin confirmed, with the dry-run
+// count they confirmed.
+type Confirmation struct {
+	Version int64     `json:"version"`
+	Count   int64     `json:"count"`
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+}
+
+// State is the current retention configuration with its version and
+// confirmation.
+type State struct {
+	Retention
+	Version   int64         `json:"version"`
+	Updated   time.Time     `json:"updated,omitzero"`
+	UpdatedBy string        `json:"updated_by,omitempty"`
+	Confirmed *Confirmation `json:"confirmed,omitempty"`
+}
+
+// Retention returns the current configuration.
+func (s *Service) Retention(ctx context.Context) (State, error) {
+	st := State{Retention: Retention{Default: "forever", Policies: []Policy{}}}
+	var policy string
+	var updated int64
+	err := s.r.QueryRowContext(ctx, `SELECT version, policy, updated, updated_by FROM retention ORDER BY version DESC LIMIT 1`).
+		Scan(&st.Version, &policy, &updated, &st.UpdatedBy)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return st, fmt.Errorf("governance: read retention: %w", err)
+	default:
+		if err := json.Unmarshal([]byte(policy), &st.Retention); err != nil {
+			return st, fmt.Errorf("governance: stored retention version %d: %w", st.Version, err)
+		}
+		st.Updated = time.Unix(updated, 0).UTC()
+	}
+	var conf string
+	err = s.r.QueryRowContext(ctx, `SELECT value FROM governance_state WHERE key='confirmed'`).Scan(&conf)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return st, fmt.Errorf("governance: read confirmation: %w", err)
+	default:
+		var c Confirmation
+		if err := json.Unmarshal([]byte(conf), &c); err != nil {
+			return st, fmt.Errorf("governance: stored confirmation: %w", err)
+		}
+		st.Confirmed = &c
+	}
+	return st, nil
+}
+
+// SetRetention validates and stores a new configuration as a new version
+// and audit-logs it. The new version purges nothing on schedule until it is
+// confirmed.
+func (s *Service) SetRetention(ctx context.Context, user string, r Retention) (State, error) {
+	norm, err := r.Validate()
+	if err != nil {
+		return State{}, err
+	}
+	b, err := json.Marshal(norm)
+	if err != nil {
+		return State{}, fmt.Errorf("governance: encode retention: %w", err)
+	}
+	s.runMu.Lock() // not while a sweep is evaluating the old version
+	res, err := s.w.ExecContext(ctx, `INSERT INTO retention(version, policy, updated, updated_by)
+		VALUES ((SELECT coalesce(max(version),0)+1 FROM retention), ?, ?, ?)`, string(b), s.now().Unix(), user)
+	s.runMu.Unlock()
+	if err != nil {
+		return State{}, fmt.Errorf("governance: store retention: %w", err)
+	}
+	v, _ := res.LastInsertId()
+	if err := s.record(ctx, user, audit.ActionPolicyChange, map[string]any{"version": v, "policy": norm}); err != nil {
+		return State{}, err
+	}
+	return s.Retention(ctx)
+}
+
+func (s *Service) confirm(ctx context.Context, c Confirmation) error {
+	b, _ := json.Marshal(c)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO governance_state(key, value) VALUES ('confirmed', ?)
+		ON CONFLICT(key) DO UPDATE SET value=excluded.value`, string(b))
+	if err != nil {
+		return fmt.Errorf("governance: store confirmation: %w", err)
+	}
+	return nil
+}
