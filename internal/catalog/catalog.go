@@ -634,3 +634,9 @@ func (c *Catalog) SetSourceState(ctx context.Context, source string, kv map[stri
 	}
 	return nil
 }
+
+// ReportOwners returns the messages unwrapped from the journal report
+// blob reportID.
+func (c *Catalog) ReportOwners(ctx context.Context, reportID string) ([]*Message, error) {
+	return c.list(ctx, `SELECT `+messageCols+` FROM messages WHERE seq IN (SELECT seq FROM journal_reports WHERE report_id=?) ORDER BY seq`, reportID)
+}

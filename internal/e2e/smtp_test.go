@@ -572,6 +572,11 @@ func TestSMTPJournalReport(t *testing.T) {
 	if err != nil || code != 200 || string(raw) != original {
 		t.Fatalf("original raw: %d %v %q", code, err, raw)
 	}
+	// The report itself is retrievable through the API from the original's metadata.
+	code, raw, err = p.do("GET", "/api/v1/messages/"+m.Reports[0]+"/raw", nil)
+	if err != nil || code != 200 || string(raw) != report {
+		t.Fatalf("report raw over the API: %d %v (%d bytes)", code, err, len(raw))
+	}
 	// The report's bytes are kept (and verified) alongside the original.
 	p.stop()
 	out, code := cli(t, nil, "get", "--config", p.config, m.Reports[0])

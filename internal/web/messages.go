@@ -61,6 +61,9 @@ func (s *Server) loadVisible(r *http.Request) (*catalog.Message, error) {
 		return nil, errf(http.StatusBadRequest, "bad_id", "a message id is 64 lowercase hex digits")
 	}
 	m, err := s.d.Archive.Get(r.Context(), id)
+	if errors.Is(err, archive.ErrNotFound) {
+		return s.loadReport(r, id)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +71,22 @@ func (s *Server) loadVisible(r *http.Request) (*catalog.Message, error) {
 		return nil, archive.ErrNotFound
 	}
 	return m, nil
+}
+
+// loadReport serves a journal report blob (listed in a message's
+// journal_reports) to whoever may see one of the messages unwrapped from it.
+// The record returned describes the report itself.
+func (s *Server) loadReport(r *http.Request, id string) (*catalog.Message, error) {
+	owners, err := s.d.Archive.Catalog().ReportOwners(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range owners {
+		if CanSee(userFrom(r), o) {
+			return &catalog.Message{ID: id, Subject: "journal report of " + o.ID, Arrival: o.Arrival}, nil
+		}
+	}
+	return nil, archive.ErrNotFound
 }
 
 // CanSee applies the per-user visibility rule to a catalog record: admins
