@@ -318,6 +318,19 @@ func (a *Archive) commitCatalog(g *group) {
 	}
 	a.m.commitSeconds.Observe(a.opt.Now().Sub(g.start).Seconds())
 	a.m.batchSize.Observe(float64(g.size))
+	var purged []string
+	for i := range res {
+		if res[i].Purged {
+			purged = append(purged, g.reqs[i].id)
+		}
+	}
+	if len(purged) > 0 {
+		// Purged while this group was in flight: drop the blob just written
+		// so the purge's compaction (or the next one) removes the bytes.
+		if err := a.st.Delete(context.Background(), purged); err != nil {
+			a.log.Error("dropping blobs of purged messages", "count", len(purged), "err", err)
+		}
+	}
 	now := a.opt.Now()
 	a.lastCommit.Store(now.UnixNano())
 	if w := now.Unix(); a.window.Swap(w) != w {
@@ -328,7 +341,7 @@ func (a *Archive) commitCatalog(g *group) {
 		(*f)()
 	}
 	for i, r := range g.reqs {
-		out := Result{ID: r.id, Duplicate: res[i].Duplicate, Seq: res[i].Seq}
+		out := Result{ID: r.id, Duplicate: res[i].Duplicate || res[i].Purged, Seq: res[i].Seq, Purged: res[i].Purged}
 		if out.Duplicate {
 			a.m.duplicates.Inc()
 		} else {

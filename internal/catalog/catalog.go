@@ -134,6 +134,9 @@ type NewMessage struct {
 type CommitResult struct {
 	Seq       int64
 	Duplicate bool
+	// Purged: the id was tombstoned (purged by retention) before this
+	// commit; nothing was inserted or merged.
+	Purged bool
 }
 
 // Commit applies a batch in one transaction: new ids are inserted (getting
@@ -158,7 +161,22 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 		return nil, fmt.Errorf("catalog: prepare: %w", err)
 	}
 	defer ins.Close()
+	tomb, err := tx.PrepareContext(ctx, `SELECT 1 FROM tombstones WHERE id=?`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: prepare: %w", err)
+	}
+	defer tomb.Close()
 	for i, m := range items {
+		// Checked inside the transaction: a purge that committed after the
+		// archive's own tombstone check must still win.
+		var one int
+		switch err := tomb.QueryRowContext(ctx, m.ID).Scan(&one); {
+		case err == nil:
+			res[i].Purged = true
+			continue
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("catalog: tombstone check %s: %w", m.ID, err)
+		}
 		mseq++
 		r, err := ins.ExecContext(ctx, m.ID, mseq, m.Date.Unix(), m.DateSource, m.Arrival.UnixNano(), m.Size,
 			m.From, jsonList(m.To), jsonList(m.Cc), jsonList(m.Bcc), m.Subject, m.MessageID, jsonAtt(m.Attachments))

@@ -33,13 +33,14 @@ type Config struct {
 	// MaxMessageSize caps any message from any source (default 100MB).
 	MaxMessageSize Size `toml:"max_message_size"`
 
-	Store   Store    `toml:"store"`
-	Catalog Catalog  `toml:"catalog"`
-	HTTP    HTTP     `toml:"http"`
-	SMTP    SMTP     `toml:"smtp"`
-	Index   Index    `toml:"index"`
-	Mirror  Mirror   `toml:"mirror"`
-	Sources []Source `toml:"sources"`
+	Store     Store     `toml:"store"`
+	Catalog   Catalog   `toml:"catalog"`
+	HTTP      HTTP      `toml:"http"`
+	SMTP      SMTP      `toml:"smtp"`
+	Index     Index     `toml:"index"`
+	Retention Retention `toml:"retention"`
+	Mirror    Mirror    `toml:"mirror"`
+	Sources   []Source  `toml:"sources"`
 }
 
 // Store configures the blob store.
@@ -66,6 +67,11 @@ type HTTP struct {
 	// TLSCert and TLSKey, when both set, serve HTTPS.
 	TLSCert string `toml:"tls_cert"`
 	TLSKey  string `toml:"tls_key"`
+	// SecureCookies marks session cookies Secure even without TLS here
+	// (set it behind a TLS-terminating proxy or load balancer).
+	SecureCookies bool `toml:"secure_cookies"`
+	// SessionTTL is how long a web session lasts (default 12h).
+	SessionTTL Duration `toml:"session_ttl"`
 }
 
 // SMTP configures the SMTP (journaling) listener.
@@ -109,6 +115,14 @@ type Index struct {
 	BatchSize int `toml:"batch_size"`
 	// Workers parsing and extracting text (default 2).
 	Workers int `toml:"workers"`
+}
+
+// Retention configures the retention sweeper (policies themselves are set
+// through the API or UI and kept in the catalog).
+type Retention struct {
+	// SweepInterval is how often the scheduled sweep runs (default 1h). It
+	// purges only under a policy version an admin has confirmed.
+	SweepInterval Duration `toml:"sweep_interval"`
 }
 
 // Mirror configures mirroring (DESIGN §6).
@@ -159,7 +173,7 @@ func Default() Config {
 		MaxMessageSize: 100 << 20,
 		Store:          Store{Backend: "local", MaxPackSize: 1 << 30},
 		Catalog:        Catalog{Backend: "sqlite"},
-		HTTP:           HTTP{Listen: "127.0.0.1:8080"},
+		HTTP:           HTTP{Listen: "127.0.0.1:8080", SessionTTL: Duration(12 * time.Hour)},
 		SMTP: SMTP{
 			Listen:         []string{"127.0.0.1:2525"},
 			MaxConnections: 200,
@@ -167,7 +181,8 @@ func Default() Config {
 			CommandTimeout: Duration(5 * time.Minute),
 			DataTimeout:    Duration(10 * time.Minute),
 		},
-		Index: Index{BatchSize: 1000, Workers: 2},
+		Index:     Index{BatchSize: 1000, Workers: 2},
+		Retention: Retention{SweepInterval: Duration(time.Hour)},
 	}
 }
 

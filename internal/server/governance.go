@@ -57,6 +57,7 @@ func (n *Node) Governance(ctx context.Context) (*governance.Service, *audit.Log,
 	gov, err := governance.New(ctx, n.Catalog, n.Index, n.Store, governance.Options{
 		Audit:      al,
 		AfterPurge: n.scrubIndex,
+		Interval:   time.Duration(n.Cfg.Retention.SweepInterval),
 		Logger:     n.Log.With("component", "governance"),
 	})
 	if err != nil {

@@ -200,7 +200,7 @@ func (n *Node) Serve(ctx context.Context, opt ServeOptions) error {
 		return err
 	}
 
-	sessions, err := auth.NewSessions(ctx, n.Catalog, n.Auth, 0)
+	sessions, err := auth.NewSessions(ctx, n.Catalog, n.Auth, time.Duration(n.Cfg.HTTP.SessionTTL))
 	if err != nil {
 		return fmt.Errorf("web sessions: %w", err)
 	}
@@ -211,6 +211,8 @@ func (n *Node) Serve(ctx context.Context, opt ServeOptions) error {
 		Search:   comps.search,
 		Status:   n.Status,
 		Logger:   n.Log.With("component", "ui"),
+
+		SecureCookies: n.Cfg.HTTP.SecureCookies,
 	}
 	if n.auditLog != nil {
 		uiDeps.Audit = n.auditLog
