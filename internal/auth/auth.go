@@ -263,16 +263,16 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (*Us
 	now := s.now()
 	key := sha256.Sum256([]byte(name + "\x00" + password))
 	s.mu.Lock()
-	if c, ok := s.cache[key]; ok && c.user == name && now.Before(c.expires) {
-		s.mu.Unlock()
-		u := *c.u
-		return &u, nil
-	}
 	for _, k := range []string{"u:" + name, "c:" + client} {
 		if f := s.failures[k]; f != nil && now.Before(f.until) {
 			s.mu.Unlock()
 			return nil, ErrThrottled
 		}
+	}
+	if c, ok := s.cache[key]; ok && c.user == name && now.Before(c.expires) {
+		s.mu.Unlock()
+		u := *c.u
+		return &u, nil
 	}
 	s.mu.Unlock()
 

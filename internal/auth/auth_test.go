@@ -1,0 +1,96 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/mailarc/mailarc/internal/auth"
+	"github.com/mailarc/mailarc/internal/catalog"
+)
+
+func service(t *testing.T) *auth.Service {
+	t.Helper()
+	c, err := catalog.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	w, r := c.DB()
+	return auth.New(w, r)
+}
+
+func TestPasswordHash(t *testing.T) {
+	h, err := auth.HashPassword("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !auth.CheckPassword(h, "correct horse") || auth.CheckPassword(h, "correct horsE") || auth.CheckPassword("garbage", "x") {
+		t.Fatal("argon2id check wrong")
+	}
+	h2, _ := auth.HashPassword("correct horse")
+	if h == h2 {
+		t.Fatal("salt not random")
+	}
+}
+
+func TestUsersLoginThrottleTokens(t *testing.T) {
+	s := service(t)
+	ctx := context.Background()
+	created, pw, err := s.EnsureAdmin(ctx, "")
+	if err != nil || !created || len(pw) < 16 {
+		t.Fatalf("bootstrap: %v %v %q", created, err, pw)
+	}
+	if again, _, _ := s.EnsureAdmin(ctx, ""); again {
+		t.Fatal("bootstrap admin created twice")
+	}
+	if err := s.AddUser(ctx, "bob", "short", auth.RoleUser, nil); err == nil {
+		t.Fatal("short password accepted")
+	}
+	if err := s.AddUser(ctx, "bob", "bob-password", auth.RoleUser, []string{" Bob@Corp.Example "}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser(ctx, "bob", "bob-password", auth.RoleUser, nil); !errors.Is(err, auth.ErrExists) {
+		t.Fatalf("duplicate user: %v", err)
+	}
+	u, err := s.Login(ctx, "bob", "bob-password", "10.0.0.1")
+	if err != nil || u.Role != auth.RoleUser || u.Addresses[0] != "bob@corp.example" {
+		t.Fatalf("login: %+v %v", u, err)
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := s.Login(ctx, "bob", "wrong", "10.0.0.2"); !errors.Is(err, auth.ErrBadCredentials) {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	if _, err := s.Login(ctx, "bob", "bob-password", "10.0.0.3"); !errors.Is(err, auth.ErrThrottled) {
+		t.Fatalf("after 5 failures: %v, want throttled", err)
+	}
+	if _, err := s.Login(ctx, "admin", "nope", "10.0.0.2"); !errors.Is(err, auth.ErrThrottled) {
+		t.Fatalf("throttle per client address: %v", err)
+	}
+	secret, tok, err := s.CreateToken(ctx, "admin", "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.TokenUser(ctx, secret); err != nil || u.Name != "admin" {
+		t.Fatalf("token user: %v %v", u, err)
+	}
+	bob, _ := s.Get(ctx, "bob")
+	if err := s.RevokeToken(ctx, bob, tok.ID); err == nil {
+		t.Fatal("a user revoked another user's token")
+	}
+	admin, _ := s.Get(ctx, "admin")
+	if err := s.RevokeToken(ctx, admin, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TokenUser(ctx, secret); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("revoked token: %v", err)
+	}
+	if err := s.DeleteUser(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "bob"); !errors.Is(err, auth.ErrNoUser) {
+		t.Fatalf("deleted user: %v", err)
+	}
+}
