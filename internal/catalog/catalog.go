@@ -156,11 +156,16 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO messages
 		(id, mseq, date, date_source, arrival, size, from_addr, to_addrs, cc_addrs, bcc_addrs, subject, message_id, attachments)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: prepare: %w", err)
 	}
 	defer ins.Close()
+	look, err := tx.PrepareContext(ctx, `SELECT seq FROM messages WHERE id=?`)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: prepare: %w", err)
+	}
+	defer look.Close()
 	tomb, err := tx.PrepareContext(ctx, `SELECT 1 FROM tombstones WHERE id=?`)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: prepare: %w", err)
@@ -178,20 +183,23 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 			return nil, fmt.Errorf("catalog: tombstone check %s: %w", m.ID, err)
 		}
 		mseq++
-		r, err := ins.ExecContext(ctx, m.ID, mseq, m.Date.Unix(), m.DateSource, m.Arrival.UnixNano(), m.Size,
-			m.From, jsonList(m.To), jsonList(m.Cc), jsonList(m.Bcc), m.Subject, m.MessageID, jsonAtt(m.Attachments))
-		if err != nil {
-			return nil, fmt.Errorf("catalog: insert %s: %w", m.ID, err)
-		}
-		n, _ := r.RowsAffected()
 		var seq int64
-		if n == 1 {
-			seq, _ = r.LastInsertId()
-		} else {
-			res[i].Duplicate = true
-			if err := tx.QueryRowContext(ctx, `SELECT seq FROM messages WHERE id=?`, m.ID).Scan(&seq); err != nil {
-				return nil, fmt.Errorf("catalog: lookup %s: %w", m.ID, err)
+		n := int64(0)
+		// Look up first: a conflicting INSERT would still consume an
+		// AUTOINCREMENT number and leave a gap in the feed head.
+		switch err := look.QueryRowContext(ctx, m.ID).Scan(&seq); {
+		case errors.Is(err, sql.ErrNoRows):
+			r, err := ins.ExecContext(ctx, m.ID, mseq, m.Date.Unix(), m.DateSource, m.Arrival.UnixNano(), m.Size,
+				m.From, jsonList(m.To), jsonList(m.Cc), jsonList(m.Bcc), m.Subject, m.MessageID, jsonAtt(m.Attachments))
+			if err != nil {
+				return nil, fmt.Errorf("catalog: insert %s: %w", m.ID, err)
 			}
+			n = 1
+			seq, _ = r.LastInsertId()
+		case err != nil:
+			return nil, fmt.Errorf("catalog: lookup %s: %w", m.ID, err)
+		default:
+			res[i].Duplicate = true
 		}
 		res[i].Seq = seq
 		changed := n == 1
