@@ -57,10 +57,11 @@ type Archive struct {
 	reqs chan *request
 	m    *metrics
 
-	onCommit   atomic.Pointer[func()]
-	lastCommit atomic.Int64 // unix nanos of the last successful group commit
-	recent     atomic.Int64 // messages committed in the current 1 s window (see Busy)
-	window     atomic.Int64 // start of that window, unix seconds
+	onCommitMu sync.Mutex
+	onCommit   atomic.Pointer[[]func()] // copy-on-write list of callbacks
+	lastCommit atomic.Int64             // unix nanos of the last successful group commit
+	recent     atomic.Int64             // messages committed in the current 1 s window (see Busy)
+	window     atomic.Int64             // start of that window, unix seconds
 
 	mu      sync.RWMutex // guards closing against concurrent sends on reqs
 	closing bool
@@ -337,8 +338,10 @@ func (a *Archive) commitCatalog(g *group) {
 		a.recent.Store(0)
 	}
 	a.recent.Add(int64(len(g.reqs)))
-	if f := a.onCommit.Load(); f != nil {
-		(*f)()
+	if fs := a.onCommit.Load(); fs != nil {
+		for _, f := range *fs {
+			f()
+		}
 	}
 	for i, r := range g.reqs {
 		out := Result{ID: r.id, Duplicate: res[i].Duplicate || res[i].Purged, Seq: res[i].Seq, Purged: res[i].Purged}
@@ -352,9 +355,18 @@ func (a *Archive) commitCatalog(g *group) {
 	}
 }
 
-// OnCommit registers f to be called after every successful group commit
-// (the indexer's wake-up). f must not block.
-func (a *Archive) OnCommit(f func()) { a.onCommit.Store(&f) }
+// OnCommit adds f to the callbacks run after every successful group commit
+// (the indexer's and the mirror's wake-ups). f must not block.
+func (a *Archive) OnCommit(f func()) {
+	a.onCommitMu.Lock()
+	defer a.onCommitMu.Unlock()
+	var fs []func()
+	if old := a.onCommit.Load(); old != nil {
+		fs = append(fs, *old...)
+	}
+	fs = append(fs, f)
+	a.onCommit.Store(&fs)
+}
 
 // Busy reports whether ingest is under sustained load: more than 100
 // messages committed in the current second. The indexer backs off then.

@@ -58,9 +58,15 @@ type proc struct {
 	config   string
 	httpAddr string
 	smtpAddr string
-	cmd      *exec.Cmd
-	log      *bytes.Buffer
-	exited   chan struct{}
+	// mirrorPort is the mirror listener's port (mirroring tests).
+	mirrorPort int
+	cmd        *exec.Cmd
+	log        *bytes.Buffer
+	exited     chan struct{}
+	// bin and env, when set, override the binary and add environment
+	// variables for the next start (mirroring tests).
+	bin string
+	env []string
 }
 
 const adminPass = "e2e-admin-pass"
@@ -85,8 +91,12 @@ func newProc(t *testing.T, dir, extra string) *proc {
 func (p *proc) start() {
 	p.t.Helper()
 	p.log = &bytes.Buffer{}
-	p.cmd = exec.Command(binary, "serve", "--config", p.config)
-	p.cmd.Env = append(os.Environ(), "MAILARC_ADMIN_PASSWORD="+adminPass)
+	bin := binary
+	if p.bin != "" {
+		bin = p.bin
+	}
+	p.cmd = exec.Command(bin, "serve", "--config", p.config)
+	p.cmd.Env = append(append(os.Environ(), "MAILARC_ADMIN_PASSWORD="+adminPass), p.env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
@@ -183,4 +193,56 @@ func lines(s string) []string {
 		}
 	}
 	return out
+}
+
+// mirrorPeer is one [[mirror.peers]] entry of a test node.
+type mirrorPeer struct {
+	name string
+	port int
+}
+
+// newMirrorProc prepares a mirrored node in dir: its own node_name, HTTP
+// port, mirror port, secret file and peers (SMTP off). Reconfigure it with
+// writeMirrorConfig before a restart.
+func newMirrorProc(t *testing.T, dir, name string, secret string, peers ...mirrorPeer) *proc {
+	t.Helper()
+	p := &proc{t: t, dir: dir, httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), mirrorPort: freePort(t)}
+	p.config = filepath.Join(dir, "mailarc.toml")
+	p.writeMirrorConfig(name, secret, peers...)
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+// writeMirrorConfig (re)writes the node's config and secret file.
+func (p *proc) writeMirrorConfig(name, secret string, peers ...mirrorPeer) {
+	p.t.Helper()
+	secretFile := filepath.Join(p.dir, "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "node_name = %q\ndata_dir = %q\n[http]\nlisten = %q\n[smtp]\nlisten = []\n", name, filepath.Join(p.dir, "data"), p.httpAddr)
+	fmt.Fprintf(&b, "[mirror]\nlisten = \"127.0.0.1:%d\"\nshared_secret_file = %q\n", p.mirrorPort, secretFile)
+	for _, pr := range peers {
+		fmt.Fprintf(&b, "[[mirror.peers]]\nname = %q\nurl = \"https://127.0.0.1:%d\"\n", pr.name, pr.port)
+	}
+	if err := os.WriteFile(p.config, []byte(b.String()), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// waitExit waits for the process to exit by itself and returns its code.
+func (p *proc) waitExit(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(timeout):
+		p.t.Fatalf("mailarc did not exit within %s: %s", timeout, p.log.String())
+	}
+	code := p.cmd.ProcessState.ExitCode()
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		code = 128 + int(ws.Signal())
+	}
+	p.cmd = nil
+	return code
 }

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,7 @@ import (
 	"github.com/mailarc/mailarc/internal/config"
 	"github.com/mailarc/mailarc/internal/governance"
 	"github.com/mailarc/mailarc/internal/index"
+	"github.com/mailarc/mailarc/internal/mirror"
 	"github.com/mailarc/mailarc/internal/store"
 	"github.com/mailarc/mailarc/internal/version"
 	"github.com/mailarc/mailarc/internal/web"
@@ -54,6 +56,7 @@ type Node struct {
 	Registry *prometheus.Registry
 
 	indexer *index.Indexer
+	mirror  atomic.Pointer[mirror.Mirror] // set while serving with mirroring
 
 	gov      *governance.Service // opened by Governance (governance.go)
 	auditLog *audit.Log

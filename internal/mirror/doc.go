@@ -1,0 +1,81 @@
+// Package mirror copies every message archived on this node to its peers
+// and receives theirs (DESIGN §6, first half: hello, auth, push, receive).
+//
+// # Outbox
+//
+// There is no separate queue: the outbox for a peer is the catalog's change
+// feed after that peer's cursor (catalog table peer_cursors). Each peer has
+// two lanes, each its own TLS connection:
+//
+//   - the backlog lane reads the feed after the durable cursor in batches
+//     (default 200), pushes them and advances the cursor over the
+//     contiguous prefix of finished items (stored, have, purged, parked,
+//     or not pushable), persisting it after every batch;
+//   - the live lane, while the backlog lane is busy, pushes freshly
+//     committed mail right away. It never moves the cursor; when the
+//     backlog lane reaches the same messages the peer answers "have".
+//
+// Messages whose origins are all peers ("peer:NAME") are not pushed on:
+// origins push to everyone (anti-entropy, a later part, covers the rest).
+// Queued in status counts pushable messages after the cursor.
+//
+// # Wire protocol (version 1)
+//
+// One TLS 1.3 connection per lane; both sides present their node's
+// self-signed ECDSA certificate (data_dir/tls/mirror-cert.pem and
+// mirror-key.pem, generated on first start, key mode 0600). Certificates
+// are not verified against a CA: the peer's certificate fingerprint
+// (SHA-256 of its DER) is pinned after the first successful authentication
+// (catalog table mirror_pins) and a different one is refused until an
+// admin runs `mailarc peers repair NAME`.
+//
+// Everything is framed: a type byte, the payload length as a uvarint, the
+// payload. Before authentication frames are capped at 64 KiB; after it at
+// max_message_size plus a small margin.
+//
+//	H  hello (JSON): proto_min, proto_max, version, node, cluster, instance,
+//	   head, lane. Both sides send one, then each sends a verdict.
+//	V  verdict (JSON): {"ok":true} or {"ok":false,"code":STATE,"message":...}.
+//	   A hello is refused for another release (version_mismatch (local X,
+//	   peer Y)), a connection to itself (same store instance), a duplicate
+//	   node name, a node not in [[mirror.peers]] (server side) or a node
+//	   answering under another name than the one dialled (client side).
+//	A  auth proof: HMAC-SHA256(secret, "mailarc-peer-auth-v1\0" || role ||
+//	   "\0" || exporter || client fingerprint || server fingerprint), role
+//	   being the prover's ("client" or "server") and exporter the 32-byte
+//	   TLS exporter "EXPORTER-mailarc-peer-auth". Each side proves with the
+//	   first secret of shared_secret_file and accepts any. The exporter is
+//	   unique per TLS session (no replay) and a proxy terminating TLS sees
+//	   other exporters and fingerprints (no man in the middle). A second
+//	   verdict follows: unauthorized, or refused for a changed certificate.
+//	L  lack query: n raw 32-byte ids.  l  answer: n bytes, 0 have, 1 need,
+//	   2 purged (tombstoned on the receiver).
+//	P  put: raw id (32), uvarint length and JSON metadata (origins,
+//	   mail_from, rcpt_to, arrival), then the zstd-compressed message.
+//	R  result: raw id (32), one byte (s stored, h have, p purged,
+//	   x rejected, r retry), optional reason text.
+//	N / n  ping / pong on idle links.
+//
+// The receiver decompresses (capped), checks SHA-256(data) == id (a
+// mismatch is rejected and nothing is stored) and ingests through
+// archive.Ingest with origin peer:SENDER and the sender's envelope, so the
+// copy is deduplicated, group-committed and indexed like any other mail;
+// it answers stored only once the archive reports the message durable.
+// Results are per item and may come in any order. A rejected item is
+// parked (catalog table mirror_parked) and never blocks the rest.
+//
+// # Retry
+//
+// Network errors back off exponentially with full jitter (250 ms doubling,
+// capped at 60 s); refusals (unauthorized, version_mismatch, refused) retry
+// every 60 s and show on status. A connection from a peer cuts any wait
+// short, so a restarted peer drains at once. Nothing is ever dropped.
+//
+// # Failpoints (tests only)
+//
+// Config.Failpoint is called at "mirror-before-push" (after the lack
+// answer, before any put), "mirror-after-push-before-cursor" (results read,
+// cursor not yet persisted) and "mirror-after-store-before-answer" (on the
+// receiver). The server wires it to the MAILARC_FAILPOINT environment
+// variable, exiting the process with status 137 at the named point.
+package mirror

@@ -1,0 +1,87 @@
+package mirror
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mailarc/mailarc/internal/catalog"
+)
+
+// migrations are the mirror's own catalog tables (component "mirror").
+var migrations = []string{
+	`CREATE TABLE mirror_pins (peer TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, pinned INTEGER NOT NULL) WITHOUT ROWID;
+	CREATE TABLE mirror_parked (peer TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL,
+		parked INTEGER NOT NULL, PRIMARY KEY (peer, id)) WITHOUT ROWID;`,
+}
+
+// tables wraps the mirror's catalog tables.
+type tables struct {
+	cat  *catalog.Catalog
+	w, r *sql.DB
+}
+
+func openTables(ctx context.Context, cat *catalog.Catalog) (*tables, error) {
+	if err := cat.Migrate(ctx, "mirror", migrations); err != nil {
+		return nil, err
+	}
+	w, r := cat.DB()
+	return &tables{cat: cat, w: w, r: r}, nil
+}
+
+func (t *tables) pinned(ctx context.Context, peer string) (string, error) {
+	var fp string
+	err := t.r.QueryRowContext(ctx, `SELECT fingerprint FROM mirror_pins WHERE peer=?`, peer).Scan(&fp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("mirror: pinned certificate of %s: %w", peer, err)
+	}
+	return fp, nil
+}
+
+// pin records fp for peer unless a pin already exists (it never replaces one).
+func (t *tables) pin(ctx context.Context, peer, fp string) error {
+	_, err := t.w.ExecContext(ctx, `INSERT INTO mirror_pins(peer, fingerprint, pinned) VALUES (?,?,?) ON CONFLICT(peer) DO NOTHING`,
+		peer, fp, time.Now().Unix())
+	if err != nil {
+		return fmt.Errorf("mirror: pin certificate of %s: %w", peer, err)
+	}
+	return nil
+}
+
+func (t *tables) park(ctx context.Context, peer, id string, seq int64, reason string) error {
+	_, err := t.w.ExecContext(ctx, `INSERT INTO mirror_parked(peer, id, seq, reason, parked) VALUES (?,?,?,?,?)
+		ON CONFLICT(peer, id) DO UPDATE SET reason=excluded.reason, parked=excluded.parked`, peer, id, seq, reason, time.Now().Unix())
+	if err != nil {
+		return fmt.Errorf("mirror: park %s for %s: %w", id, peer, err)
+	}
+	return nil
+}
+
+func (t *tables) parkedCount(ctx context.Context, peer string) (int64, error) {
+	var n int64
+	if err := t.r.QueryRowContext(ctx, `SELECT count(*) FROM mirror_parked WHERE peer=?`, peer).Scan(&n); err != nil {
+		return 0, fmt.Errorf("mirror: parked count: %w", err)
+	}
+	return n, nil
+}
+
+// Repair forgets the pinned certificate of peer, so the next successful
+// authentication pins the peer's current certificate (`mailarc peers
+// repair NAME`). It reports whether a pin existed.
+func Repair(ctx context.Context, cat *catalog.Catalog, peer string) (bool, error) {
+	t, err := openTables(ctx, cat)
+	if err != nil {
+		return false, err
+	}
+	r, err := t.w.ExecContext(ctx, `DELETE FROM mirror_pins WHERE peer=?`, peer)
+	if err != nil {
+		return false, fmt.Errorf("mirror: repair %s: %w", peer, err)
+	}
+	n, _ := r.RowsAffected()
+	return n > 0, nil
+}
