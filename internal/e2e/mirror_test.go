@@ -354,7 +354,7 @@ func (fp *faultProxy) relay(in net.Conn) {
 	// after which it is reset, truncated or corrupted.
 	budget := int64(-1)
 	mode := 0
-	if fp.faulty.Load() && rand.IntN(3) > 0 {
+	if fp.faulty.Load() {
 		budget, mode = int64(rand.IntN(96<<10)), rand.IntN(3)
 	}
 	done := make(chan struct{}, 2)
@@ -423,7 +423,7 @@ func TestMirrorFaultProxy(t *testing.T) {
 	go func() { defer wg.Done(); mb = ingest(t, b, "pb", 0, 500, 4) }()
 	wg.Wait()
 	// Let the faults bite for a while, then heal the links.
-	testutil.Eventually(t, 60*time.Second, "faults to be injected", func() bool { return toA.faults.Load()+toB.faults.Load() >= 4 })
+	testutil.Eventually(t, 120*time.Second, "faults to be injected", func() bool { return toA.faults.Load()+toB.faults.Load() >= 4 })
 	toA.faulty.Store(false)
 	toB.faulty.Store(false)
 	all := merge(ma, mb)
