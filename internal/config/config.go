@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -45,13 +46,37 @@ type Config struct {
 
 // Store configures the blob store.
 type Store struct {
-	// Backend is "local" (append-only packs under data_dir/store).
+	// Backend is "local" (append-only packs under data_dir/store) or "s3"
+	// (one object per message in an S3-compatible bucket, docs/scale-out.md).
 	Backend string `toml:"backend"`
 	// EncryptionKeyFile, when set, enables AES-256-GCM at rest with the key
 	// in that file (32 raw bytes, 64 hex digits or base64).
 	EncryptionKeyFile string `toml:"encryption_key_file"`
-	// MaxPackSize rolls pack files beyond this size (default 1GB).
+	// MaxPackSize rolls pack files beyond this size (default 1GB; local only).
 	MaxPackSize Size `toml:"max_pack_size"`
+
+	// The settings below apply to backend "s3" only.
+
+	// Endpoint is the S3 endpoint URL (http or https); empty means AWS S3
+	// in Region.
+	Endpoint string `toml:"endpoint"`
+	// Region is the signing region (default us-east-1).
+	Region string `toml:"region"`
+	// Bucket holds the blobs; it must exist.
+	Bucket string `toml:"bucket"`
+	// Prefix is prepended to every object key (e.g. "mailarc/").
+	Prefix string `toml:"prefix"`
+	// PathStyle addresses ENDPOINT/BUCKET/KEY instead of BUCKET.ENDPOINT/KEY
+	// (most self-hosted S3 servers need it).
+	PathStyle bool `toml:"path_style"`
+	// CredentialsFile is an AWS shared credentials file (profile from
+	// AWS_PROFILE, else "default"). When empty, the standard AWS chain is
+	// used (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, instance
+	// roles). Secrets never go in this config file.
+	CredentialsFile string `toml:"credentials_file"`
+	// ObjectLock is "auto" (default: use S3 Object Lock when the bucket has
+	// it), "on" (refuse to start without it) or "off".
+	ObjectLock string `toml:"object_lock"`
 }
 
 // Catalog configures the metadata database.
@@ -130,6 +155,14 @@ type Mirror struct {
 	Listen           string `toml:"listen"`
 	SharedSecretFile string `toml:"shared_secret_file"`
 	Peers            []Peer `toml:"peers"`
+	// AntiEntropyInterval is the period of anti-entropy passes with each
+	// peer (0 = default 24h). Passes also run on first contact, when a peer
+	// was rebuilt or restored, and on demand (`mailarc peers sync NAME`).
+	AntiEntropyInterval Duration `toml:"anti_entropy_interval"`
+	// PurgeRequiresPeers (default true; unset = true) defers retention
+	// purges of a message until every configured peer has acknowledged it.
+	// Set it in the config file (not settable from the environment).
+	PurgeRequiresPeers *bool `toml:"purge_requires_peers"`
 }
 
 // Peer is a mirrored node.
@@ -325,8 +358,27 @@ func (c *Config) Validate() error {
 	if c.MaxMessageSize <= 0 {
 		bad("max_message_size", "must be positive")
 	}
-	if c.Store.Backend != "local" {
-		bad("store.backend", "only \"local\" is supported in this release, not %q", c.Store.Backend)
+	switch c.Store.Backend {
+	case "local":
+	case "s3":
+		if c.Store.Bucket == "" {
+			bad("store.bucket", "must be set for backend \"s3\"")
+		}
+		if e := c.Store.Endpoint; e != "" {
+			if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad("store.endpoint", "must be an http:// or https:// URL, not %q", e)
+			}
+		}
+		if strings.HasPrefix(c.Store.Prefix, "/") {
+			bad("store.prefix", "must not start with /")
+		}
+		switch c.Store.ObjectLock {
+		case "", "auto", "on", "off":
+		default:
+			bad("store.object_lock", "must be auto, on or off, not %q", c.Store.ObjectLock)
+		}
+	default:
+		bad("store.backend", "must be \"local\" or \"s3\", not %q", c.Store.Backend)
 	}
 	if c.Catalog.Backend != "sqlite" {
 		bad("catalog.backend", "only \"sqlite\" is supported in this release, not %q", c.Catalog.Backend)

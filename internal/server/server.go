@@ -36,6 +36,7 @@ import (
 	"github.com/mailarc/mailarc/internal/index"
 	"github.com/mailarc/mailarc/internal/mirror"
 	"github.com/mailarc/mailarc/internal/store"
+	"github.com/mailarc/mailarc/internal/store/s3store"
 	"github.com/mailarc/mailarc/internal/version"
 	"github.com/mailarc/mailarc/internal/web"
 	"github.com/mailarc/mailarc/internal/web/ui"
@@ -107,9 +108,24 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Node, erro
 			return nil, fmt.Errorf("store.encryption_key_file: %w", err)
 		}
 	}
-	n.Store, err = store.OpenLocal(dir.Join("store"), store.LocalOptions{Key: key, MaxPackSize: int64(cfg.Store.MaxPackSize)})
-	if err != nil {
-		return nil, err
+	switch cfg.Store.Backend {
+	case "s3":
+		st, err := s3store.Open(ctx, s3store.Options{
+			Endpoint: cfg.Store.Endpoint, Region: cfg.Store.Region, Bucket: cfg.Store.Bucket,
+			Prefix: cfg.Store.Prefix, PathStyle: cfg.Store.PathStyle,
+			CredentialsFile: cfg.Store.CredentialsFile, ObjectLock: cfg.Store.ObjectLock,
+			Key: key, Logger: log.With("component", "store"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store (s3): %w", err)
+		}
+		n.Store = st
+	default:
+		st, err := store.OpenLocal(dir.Join("store"), store.LocalOptions{Key: key, MaxPackSize: int64(cfg.Store.MaxPackSize)})
+		if err != nil {
+			return nil, err
+		}
+		n.Store = st
 	}
 	n.Archive = archive.New(n.Catalog, n.Store, archive.Options{
 		MaxMessageSize: int64(cfg.MaxMessageSize),
@@ -242,6 +258,7 @@ func (n *Node) Serve(ctx context.Context, opt ServeOptions) error {
 		Governance:     n.gov,
 		Index:          n.Index,
 		NodeName:       n.Cfg.NodeName,
+		Peers:          n.peersAPI(),
 	})
 	ln, err := net.Listen("tcp", n.Cfg.HTTP.Listen)
 	if err != nil {
