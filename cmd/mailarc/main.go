@@ -26,6 +26,7 @@ func commands() map[string]command {
 		"reindex": {"rebuild the full-text index from the store", runReindex},
 		"user":    {"manage users: add, list, passwd, del", runUser},
 		"status":  {"show the node's status", runStatus},
+		"source":  {"test a journal mailbox source: source test NAME", runSource},
 		"peers":   {"show mirrored peers; repair NAME forgets a pinned certificate", runPeers},
 		"version": {"print the release version", runVersion},
 		"export":  {"export messages (mbox or zip) with manifest and chain of custody", runExport},

@@ -35,6 +35,7 @@ import (
 	"github.com/mailarc/mailarc/internal/governance"
 	"github.com/mailarc/mailarc/internal/index"
 	"github.com/mailarc/mailarc/internal/mirror"
+	"github.com/mailarc/mailarc/internal/source/pull"
 	"github.com/mailarc/mailarc/internal/store"
 	"github.com/mailarc/mailarc/internal/store/s3store"
 	"github.com/mailarc/mailarc/internal/version"
@@ -58,6 +59,7 @@ type Node struct {
 
 	indexer *index.Indexer
 	mirror  atomic.Pointer[mirror.Mirror] // set while serving with mirroring
+	sources atomic.Pointer[pull.Manager]  // set while serving with [[sources]]
 
 	gov      *governance.Service // opened by Governance (governance.go)
 	auditLog *audit.Log

@@ -1,0 +1,63 @@
+// Package pull imports journal mailboxes over IMAP and POP3 into the
+// archive, exactly once, and deletes from the server only what is durably
+// archived.
+//
+// A Manager runs one goroutine per enabled source owned by this node
+// (owner empty or equal to the node name; sources owned elsewhere are only
+// listed in Status as "not_owner"). Each goroutine connects, authenticates
+// (PLAIN/LOGIN with the password read from password_file, or XOAUTH2 with the
+// access token read from token_file, both re-read at every connect), imports
+// what is new and then either IDLEs (IMAP, one folder, server supports
+// IDLE; renewed every 25 minutes with a poll) or disconnects and sleeps for
+// `poll`. Failures back off exponentially (1s doubling to 5m, equal jitter)
+// and never affect other sources. Plaintext (tls = "none") is refused unless
+// the host is a loopback address or allow_insecure is set.
+//
+// # Persisted state
+//
+// Positions live in the catalog's per-source key/value store (StateStore),
+// under the source name:
+//
+//	imap.cursor.FOLDER  "UIDVALIDITY:UID"  every message with a UID <= UID is handled
+//	imap.done.FOLDER    "7:9,12"           UIDs above the cursor already archived
+//	imap.skip.FOLDER    "4"                UIDs skipped for good (too large, refused
+//	                                        by the archive, or undeliverable 5 polls in a row)
+//	pop3.uidls          "z1:" + base64(deflate(sorted UIDLs joined by "\n"))
+//	                                        archived messages still on the server
+//	pop3.skip           same encoding       messages skipped for good
+//
+// UIDL sets are pruned to what the server still lists at every poll; the
+// IMAP skip set is pruned to messages still present in delete mode.
+//
+// # Exactly once
+//
+// A message counts as handled only after Ingest returned, which happens
+// only once it is durable; state is written after that (per batch of 100),
+// so a crash at any point loses nothing and at worst fetches one batch
+// again, which the archive deduplicates because ids are content hashes.
+// IMAP fetches UIDs above the cursor in batches with BODY.PEEK[] (no \Seen
+// change), streaming one message at a time into a buffer capped at the
+// maximum message size; the cursor advances over the contiguous handled
+// prefix of the UIDs present (UIDs only grow, so nothing can appear below
+// it). A UIDVALIDITY change resets the folder's state and rescans it from 1;
+// rescanned messages come back as duplicates. "*" as a folder means every
+// selectable folder except move_to. POP3 compares the server's UIDL list
+// with the archived set and RETRs the rest (dot-unstuffed, size-capped).
+//
+// Oversize messages (above Options.MaxMessageSize, default 100 MiB) and
+// messages the archive refuses permanently (empty) are skipped: counted as
+// failed, shown in last_error, logged (without content) and left on the
+// server even in delete mode, so the folder never blocks. A temporary
+// archive error stops the poll; it is retried with backoff.
+//
+// # Delete mode
+//
+// mode = "delete" removes only messages whose archive is durable: IMAP
+// marks exactly those UIDs \Deleted and removes them with UID EXPUNGE
+// (UIDPLUS is required; a plain EXPUNGE could remove other clients' mail) or,
+// with move_to, UID MOVEs them. Each poll first removes messages at or below
+// the cursor (or in the done set) that an interrupted session left behind.
+// POP3 sends DELE only for archived UIDLs and QUIT commits them after the
+// state is saved; an interrupted session deletes nothing and the next one
+// DELEs without fetching again. Skipped messages are never deleted.
+package pull
