@@ -188,9 +188,9 @@ func TestAPI(t *testing.T) {
 			t.Errorf("search %q: %d %s", q, c, b)
 		}
 	}
-	c, b = nd.admin(t, "GET", "/api/v1/search?q="+url.QueryEscape("platypus"), nil)
-	if !strings.Contains(string(b), `"snippet"`) {
-		t.Errorf("no snippet: %s", b)
+	c, b = nd.admin(t, "GET", "/api/v1/search?q="+url.QueryEscape("attached"), nil)
+	if c != 200 || !strings.Contains(string(b), `\u003cmark\u003e`) {
+		t.Errorf("no highlighted snippet: %d %s", c, b)
 	}
 	if c, b = nd.admin(t, "GET", "/api/v1/search?q="+url.QueryEscape("(unclosed"), nil); c != 400 || errCode(b) != "bad_query" || !strings.Contains(string(b), "position") {
 		t.Errorf("bad query: %d %s", c, b)
