@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -16,7 +18,10 @@ func runPeers(ctx context.Context, args []string) error {
 	if len(args) > 0 && args[0] == "repair" {
 		return runPeersRepair(ctx, args[1:])
 	}
-	fs := newFlagSet("peers", "peers [--server URL | --data DIR] [--json]\n       mailarc peers repair [--data DIR] NAME")
+	if len(args) > 0 && args[0] == "sync" {
+		return runPeersSync(ctx, args[1:])
+	}
+	fs := newFlagSet("peers", "peers [--server URL | --data DIR] [--json]\n       mailarc peers sync [--server URL] NAME\n       mailarc peers repair [--data DIR] NAME")
 	var f nodeFlags
 	f.register(fs, true)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
@@ -24,7 +29,7 @@ func runPeers(ctx context.Context, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q (did you mean `mailarc peers repair NAME`?)", fs.Arg(0))}
+		return usageError{fmt.Sprintf("unexpected argument %q (did you mean `mailarc peers sync NAME` or `mailarc peers repair NAME`?)", fs.Arg(0))}
 	}
 	var peers []mirror.PeerStatus
 	if f.server != "" {
@@ -55,7 +60,7 @@ func runPeers(ctx context.Context, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tQUEUED\tOLDEST\tPARKED\tMSG/S\tLAST SUCCESS\tURL\tLAST ERROR")
+	fmt.Fprintln(tw, "NAME\tSTATE\tQUEUED\tOLDEST\tPARKED\tMSG/S\tLAST SUCCESS\tANTI-ENTROPY\tURL\tLAST ERROR")
 	for _, p := range peers {
 		last := "never"
 		if p.LastSuccess != nil {
@@ -65,7 +70,15 @@ func runPeers(ctx context.Context, args []string) error {
 		if p.Queued > 0 {
 			oldest = (time.Duration(p.OldestQueuedAgeS) * time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%.1f\t%s\t%s\t%s\n", p.Name, p.State, p.Queued, oldest, p.Parked, p.Throughput, last, p.URL, p.LastError)
+		ae := fmt.Sprintf("%s %d/%d", p.AntiEntropy.State, p.AntiEntropy.Verified, p.AntiEntropy.Total)
+		if p.AntiEntropy.LastComplete != nil {
+			ae += " (last " + p.AntiEntropy.LastComplete.Local().Format(time.DateTime) + ")"
+		}
+		errText := p.LastError
+		if p.PurgeWarning != "" {
+			errText = p.PurgeWarning
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\n", p.Name, p.State, p.Queued, oldest, p.Parked, p.Throughput, last, ae, p.URL, errText)
 	}
 	return tw.Flush()
 }
@@ -104,5 +117,34 @@ func runPeersRepair(ctx context.Context, args []string) error {
 	} else {
 		fmt.Printf("%s had no pinned certificate; nothing to do\n", name)
 	}
+	return nil
+}
+
+// runPeersSync asks a running node for an anti-entropy pass with a peer.
+func runPeersSync(ctx context.Context, args []string) error {
+	fs := newFlagSet("peers sync", "peers sync [--server URL | --config FILE] NAME")
+	var f nodeFlags
+	f.register(fs, true)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"peers sync: give exactly one peer NAME"}
+	}
+	if f.server == "" {
+		// The node must be running: default to its configured HTTP address.
+		cfg, err := f.loadConfig()
+		if err != nil {
+			return err
+		}
+		f.server = "http://" + cfg.HTTP.Listen
+	}
+	name := fs.Arg(0)
+	resp, err := f.client().do(ctx, http.MethodPost, "/api/v1/peers/"+url.PathEscape(name)+"/sync", nil, "")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	fmt.Printf("anti-entropy with %s requested; follow it with `mailarc peers --server %s`\n", name, f.server)
 	return nil
 }

@@ -25,8 +25,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -68,6 +70,8 @@ func (u *User) SeesAll() bool { return u.Role == RoleAdmin || u.Role == RoleAudi
 type Service struct {
 	w, r *sql.DB
 	now  func() time.Time
+
+	onChange atomic.Pointer[func()]
 
 	mu       sync.Mutex
 	cache    map[[32]byte]cached
@@ -154,6 +158,7 @@ func (s *Service) AddUser(ctx context.Context, name, password string, role Role,
 	if err != nil {
 		return fmt.Errorf("auth: add user %s: %w", name, err)
 	}
+	s.changed()
 	return nil
 }
 
@@ -174,6 +179,7 @@ func (s *Service) SetPassword(ctx context.Context, name, password string) error 
 		return fmt.Errorf("%w: %s", ErrNoUser, name)
 	}
 	s.dropCache(name)
+	s.changed()
 	return nil
 }
 
@@ -189,7 +195,13 @@ func (s *Service) DeleteUser(ctx context.Context, name string) error {
 	if _, err := s.w.ExecContext(ctx, `DELETE FROM tokens WHERE user=?`, name); err != nil {
 		return fmt.Errorf("auth: delete tokens of %s: %w", name, err)
 	}
+	// The deletion is remembered so mirrored peers delete the account too
+	// instead of sending it back (replication.go).
+	if err := s.setMeta(ctx, userDeletedMeta+name, strconv.FormatInt(s.now().Unix(), 10)); err != nil {
+		return err
+	}
 	s.dropCache(name)
+	s.changed()
 	return nil
 }
 
@@ -469,4 +481,223 @@ func addrJSON(a []string) string {
 	}
 	b, _ := json.Marshal(out)
 	return string(b)
+}
+
+// Account replication between mirrored peers (package mirror calls
+// ExportUsers and MergeUsers over its authenticated TLS link).
+//
+// Each account travels as a Record: the users row (with its argon2id hash)
+// and its session generation. The newer record wins, by the users.updated
+// time (Unix seconds; ties go to the larger password hash, so both sides
+// pick the same). A deletion is remembered in the meta table under
+// "user_deleted:NAME" (its time) and wins over a record updated at or
+// before it. Session generations (logout) merge by maximum.
+
+const userDeletedMeta = "user_deleted:"
+
+// maxRecords caps a peer's account list.
+const maxRecords = 100000
+
+// Record is one replicated account (or deletion).
+type Record struct {
+	Name         string   `json:"name"`
+	PasswordHash string   `json:"password_hash,omitempty"`
+	Role         Role     `json:"role,omitempty"`
+	Addresses    []string `json:"addresses,omitempty"`
+	Created      int64    `json:"created,omitempty"`
+	Updated      int64    `json:"updated"`
+	Deleted      bool     `json:"deleted,omitempty"`
+	SessionGen   int64    `json:"session_gen,omitempty"`
+}
+
+// OnChange registers fn to run after every local account change (the
+// server wires it to the mirror, which then sends the accounts to peers).
+func (s *Service) OnChange(fn func()) {
+	s.onChange.Store(&fn)
+}
+
+func (s *Service) changed() {
+	if f := s.onChange.Load(); f != nil && *f != nil {
+		(*f)()
+	}
+}
+
+func (s *Service) setMeta(ctx context.Context, key, value string) error {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value`, key, value); err != nil {
+		return fmt.Errorf("auth: store %s: %w", key, err)
+	}
+	return nil
+}
+
+func (s *Service) metaInt(ctx context.Context, key string) (int64, error) {
+	var v string
+	err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key=?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("auth: read %s: %w", key, err)
+	}
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n, nil
+}
+
+// Records returns every account and remembered deletion.
+func (s *Service) Records(ctx context.Context) ([]Record, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, password_hash, role, addresses, created, updated FROM users ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("auth: export users: %w", err)
+	}
+	var out []Record
+	for rows.Next() {
+		var r Record
+		var addrs string
+		if err := rows.Scan(&r.Name, &r.PasswordHash, &r.Role, &addrs, &r.Created, &r.Updated); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("auth: export users: %w", err)
+		}
+		_ = json.Unmarshal([]byte(addrs), &r.Addresses)
+		out = append(out, r)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("auth: export users: %w", err)
+	}
+	rows, err = s.r.QueryContext(ctx, `SELECT key, value FROM meta WHERE key >= ? AND key < ?`, userDeletedMeta, userDeletedMeta+"\x7f")
+	if err != nil {
+		return nil, fmt.Errorf("auth: export deletions: %w", err)
+	}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("auth: export deletions: %w", err)
+		}
+		t, _ := strconv.ParseInt(v, 10, 64)
+		out = append(out, Record{Name: strings.TrimPrefix(k, userDeletedMeta), Updated: t, Deleted: true})
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("auth: export deletions: %w", err)
+	}
+	for i := range out {
+		if out[i].SessionGen, err = s.metaInt(ctx, sessionGenMeta+out[i].Name); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ExportUsers is Records as JSON (mirror.UserSync).
+func (s *Service) ExportUsers(ctx context.Context) ([]byte, error) {
+	rs, err := s.Records(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if rs == nil {
+		rs = []Record{}
+	}
+	b, err := json.Marshal(rs)
+	if err != nil {
+		return nil, fmt.Errorf("auth: export users: %w", err)
+	}
+	return b, nil
+}
+
+// MergeUsers applies a peer's records (JSON) with MergeRecords.
+func (s *Service) MergeUsers(ctx context.Context, data []byte) (int, error) {
+	var rs []Record
+	if err := json.Unmarshal(data, &rs); err != nil {
+		return 0, fmt.Errorf("auth: peer accounts: %w", err)
+	}
+	return s.MergeRecords(ctx, rs)
+}
+
+// valid checks a record received from a peer.
+func (r *Record) valid() error {
+	if err := validName(r.Name); err != nil {
+		return err
+	}
+	if r.Deleted {
+		return nil
+	}
+	if !ValidRole(r.Role) {
+		return fmt.Errorf("auth: peer account %s: unknown role %q", r.Name, r.Role)
+	}
+	if !strings.HasPrefix(r.PasswordHash, "$argon2id$") || len(r.PasswordHash) > 512 {
+		return fmt.Errorf("auth: peer account %s: not an argon2id hash", r.Name)
+	}
+	if len(r.Addresses) > 1000 {
+		return fmt.Errorf("auth: peer account %s: too many addresses", r.Name)
+	}
+	return nil
+}
+
+// MergeRecords applies records, last writer wins, and returns how many
+// accounts changed. Invalid records are skipped.
+func (s *Service) MergeRecords(ctx context.Context, rs []Record) (int, error) {
+	if len(rs) > maxRecords {
+		return 0, fmt.Errorf("auth: %d peer accounts (limit %d)", len(rs), maxRecords)
+	}
+	changed := 0
+	for i := range rs {
+		r := &rs[i]
+		if r.valid() != nil {
+			continue
+		}
+		if r.SessionGen > 0 {
+			cur, err := s.metaInt(ctx, sessionGenMeta+r.Name)
+			if err != nil {
+				return changed, err
+			}
+			if r.SessionGen > cur {
+				if err := s.setMeta(ctx, sessionGenMeta+r.Name, strconv.FormatInt(r.SessionGen, 10)); err != nil {
+					return changed, err
+				}
+			}
+		}
+		deletedAt, err := s.metaInt(ctx, userDeletedMeta+r.Name)
+		if err != nil {
+			return changed, err
+		}
+		var hash string
+		var updated int64
+		err = s.r.QueryRowContext(ctx, `SELECT password_hash, updated FROM users WHERE name=?`, r.Name).Scan(&hash, &updated)
+		exists := err == nil
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return changed, fmt.Errorf("auth: merge account %s: %w", r.Name, err)
+		}
+		if r.Deleted {
+			if r.Updated > deletedAt {
+				if err := s.setMeta(ctx, userDeletedMeta+r.Name, strconv.FormatInt(r.Updated, 10)); err != nil {
+					return changed, err
+				}
+			}
+			if exists && updated <= r.Updated {
+				if _, err := s.w.ExecContext(ctx, `DELETE FROM users WHERE name=?`, r.Name); err != nil {
+					return changed, fmt.Errorf("auth: merge account %s: %w", r.Name, err)
+				}
+				if _, err := s.w.ExecContext(ctx, `DELETE FROM tokens WHERE user=?`, r.Name); err != nil {
+					return changed, fmt.Errorf("auth: merge account %s: %w", r.Name, err)
+				}
+				s.dropCache(r.Name)
+				changed++
+			}
+			continue
+		}
+		if r.Updated <= deletedAt {
+			continue // deleted after this version was written
+		}
+		if exists && (updated > r.Updated || (updated == r.Updated && hash >= r.PasswordHash)) {
+			continue
+		}
+		_, err = s.w.ExecContext(ctx, `INSERT INTO users(name, password_hash, role, addresses, created, updated) VALUES (?,?,?,?,?,?)
+			ON CONFLICT(name) DO UPDATE SET password_hash=excluded.password_hash, role=excluded.role,
+			addresses=excluded.addresses, created=excluded.created, updated=excluded.updated`,
+			r.Name, r.PasswordHash, string(r.Role), addrJSON(r.Addresses), r.Created, r.Updated)
+		if err != nil {
+			return changed, fmt.Errorf("auth: merge account %s: %w", r.Name, err)
+		}
+		s.dropCache(r.Name)
+		changed++
+	}
+	return changed, nil
 }

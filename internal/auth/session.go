@@ -188,6 +188,9 @@ func (s *Sessions) Revoke(ctx context.Context, user string) error {
 	if err := s.meta.SetMeta(ctx, sessionGenMeta+user, strconv.FormatInt(gen+1, 10)); err != nil {
 		return fmt.Errorf("auth: revoke sessions of %s: %w", user, err)
 	}
+	if s.svc != nil {
+		s.svc.changed() // mirrored peers learn the new generation (logout everywhere)
+	}
 	return nil
 }
 
@@ -200,4 +203,27 @@ func (s *Sessions) CSRFToken(sessionID string) string {
 func (s *Sessions) CheckCSRF(sessionID, token string) bool {
 	want := s.CSRFToken(sessionID)
 	return sessionID != "" && subtle.ConstantTimeCompare([]byte(want), []byte(token)) == 1
+}
+
+// UseSharedSessionKey derives the session signing key from the mirrored
+// nodes' shared secret (HMAC-SHA256(secret, "mailarc-session-key-v1")) and
+// stores it as the node's key, so a session issued by one mirrored node is
+// valid on every other (a load balancer may send the next request
+// anywhere). Call it before NewSessions. Sessions signed with an earlier
+// key end.
+func UseSharedSessionKey(ctx context.Context, meta MetaStore, secret []byte) error {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("mailarc-session-key-v1"))
+	key := hex.EncodeToString(m.Sum(nil))
+	cur, err := meta.Meta(ctx, sessionKeyMeta)
+	if err != nil {
+		return fmt.Errorf("auth: load session key: %w", err)
+	}
+	if cur == key {
+		return nil
+	}
+	if err := meta.SetMeta(ctx, sessionKeyMeta, key); err != nil {
+		return fmt.Errorf("auth: store session key: %w", err)
+	}
+	return nil
 }

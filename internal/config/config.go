@@ -161,7 +161,6 @@ type Mirror struct {
 	AntiEntropyInterval Duration `toml:"anti_entropy_interval"`
 	// PurgeRequiresPeers (default true; unset = true) defers retention
 	// purges of a message until every configured peer has acknowledged it.
-	// Set it in the config file (not settable from the environment).
 	PurgeRequiresPeers *bool `toml:"purge_requires_peers"`
 }
 
@@ -312,6 +311,12 @@ func setField(fv reflect.Value, val string) error {
 			return err
 		}
 		*p = b
+	case **bool:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return err
+		}
+		*p = &b
 	case *Size:
 		return p.UnmarshalText([]byte(val))
 	case *Duration:

@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailarc/mailarc/internal/audit"
@@ -82,8 +83,13 @@ type Options struct {
 	Interval time.Duration
 	// Samples caps the ids a dry run returns (default 20).
 	Samples int
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// PeersHave, when set, is consulted before purging (mirroring's
+	// purge_requires_peers): only ids it reports ok are purged; the others
+	// are deferred to a later sweep and holdingBack names the peers that
+	// have not acknowledged them yet. SetPeersHave sets it after New.
+	PeersHave func(ctx context.Context, ids []string) (ok map[string]bool, holdingBack []string, err error)
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // Service is the governance service of one node.
@@ -94,6 +100,8 @@ type Service struct {
 	st   store.Store
 	opt  Options
 	log  *slog.Logger
+
+	peersHave atomic.Pointer[peersHaveFunc]
 
 	runMu   sync.Mutex // one sweep at a time
 	purgeMu sync.Mutex // hold creation vs. a purge batch's hold check and delete
@@ -120,7 +128,45 @@ func New(ctx context.Context, cat *catalog.Catalog, idx index.Index, st store.St
 		opt.Logger = slog.Default()
 	}
 	w, r := cat.DB()
-	return &Service{cat: cat, w: w, r: r, idx: idx, st: st, opt: opt, log: opt.Logger}, nil
+	s := &Service{cat: cat, w: w, r: r, idx: idx, st: st, opt: opt, log: opt.Logger}
+	if opt.PeersHave != nil {
+		s.SetPeersHave(opt.PeersHave)
+	}
+	return s, nil
+}
+
+type peersHaveFunc func(ctx context.Context, ids []string) (map[string]bool, []string, error)
+
+// SetPeersHave installs (or with nil removes) the purge-safety check of
+// Options.PeersHave; the server sets it once mirroring has started.
+func (s *Service) SetPeersHave(fn func(ctx context.Context, ids []string) (ok map[string]bool, holdingBack []string, err error)) {
+	if fn == nil {
+		s.peersHave.Store(nil)
+		return
+	}
+	f := peersHaveFunc(fn)
+	s.peersHave.Store(&f)
+}
+
+// deferUnacked splits ids into those every peer acknowledged and the
+// number deferred, with the peers holding them back.
+func (s *Service) deferUnacked(ctx context.Context, ids []string) (keep []string, deferred int64, by []string, err error) {
+	f := s.peersHave.Load()
+	if f == nil || len(ids) == 0 {
+		return ids, 0, nil, nil
+	}
+	ok, by, err := (*f)(ctx, ids)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("governance: purge safety check: %w", err)
+	}
+	for _, id := range ids {
+		if ok[id] {
+			keep = append(keep, id)
+		} else {
+			deferred++
+		}
+	}
+	return keep, deferred, by, nil
 }
 
 func (s *Service) now() time.Time { return s.opt.Now() }

@@ -19,6 +19,11 @@ type RunResult struct {
 	Purged     int64 `json:"purged"`
 	// Held counts expired messages kept by an active hold.
 	Held int64 `json:"held"`
+	// Deferred counts expired, unheld messages kept because a mirrored
+	// peer has not acknowledged them yet (purge_requires_peers); HeldBackBy
+	// names those peers. A later sweep purges them.
+	Deferred   int64    `json:"deferred,omitempty"`
+	HeldBackBy []string `json:"held_back_by,omitempty"`
 	// Pending counts possibly expired messages the index has not indexed
 	// yet; they are evaluated by a later sweep.
 	Pending int64 `json:"pending"`
@@ -176,11 +181,21 @@ func (s *Service) sweep(ctx context.Context, dry bool) (RunResult, error) {
 			if err != nil {
 				return res, err
 			}
+			var unheld []string
 			for _, id := range expired {
 				if held[id] {
 					res.Held++
 					continue
 				}
+				unheld = append(unheld, id)
+			}
+			unheld, d, by, err := s.deferUnacked(ctx, unheld)
+			if err != nil {
+				return res, err
+			}
+			res.Deferred += d
+			res.HeldBackBy = mergeNames(res.HeldBackBy, by)
+			for _, id := range unheld {
 				res.WouldPurge++
 				if len(res.Samples) < s.opt.Samples {
 					res.Samples = append(res.Samples, id)
@@ -188,9 +203,11 @@ func (s *Service) sweep(ctx context.Context, dry bool) (RunResult, error) {
 			}
 			continue
 		}
-		n, h, err := s.purgeBatch(ctx, expired, st.Version)
+		n, h, d, by, err := s.purgeBatch(ctx, expired, st.Version)
 		res.Purged += n
 		res.Held += h
+		res.Deferred += d
+		res.HeldBackBy = mergeNames(res.HeldBackBy, by)
 		purgedAny = purgedAny || n > 0
 		if err != nil {
 			return res, err
@@ -265,12 +282,12 @@ func (s *Service) held(ctx context.Context, ids []string) (map[string]bool, erro
 
 // purgeBatch checks holds and purges the unheld ids, under purgeMu so a
 // hold created meanwhile is either seen here or created after the purge.
-func (s *Service) purgeBatch(ctx context.Context, expired []string, version int64) (purged, heldN int64, err error) {
+func (s *Service) purgeBatch(ctx context.Context, expired []string, version int64) (purged, heldN, deferred int64, by []string, err error) {
 	s.purgeMu.Lock()
 	defer s.purgeMu.Unlock()
 	held, err := s.held(ctx, expired)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, nil, err
 	}
 	ids := make([]string, 0, len(expired))
 	for _, id := range expired {
@@ -280,6 +297,19 @@ func (s *Service) purgeBatch(ctx context.Context, expired []string, version int6
 			ids = append(ids, id)
 		}
 	}
+	ids, deferred, by, err = s.deferUnacked(ctx, ids)
+	if err != nil {
+		return 0, heldN, 0, nil, err
+	}
+	if deferred > 0 {
+		s.log.Warn("retention: purges deferred until mirrored peers have the messages", "deferred", deferred, "peers", by)
+	}
+	purged, heldN, err = s.purgeIDs(ctx, ids, heldN, version)
+	return purged, heldN, deferred, by, err
+}
+
+// purgeIDs purges ids (already checked against holds and peers).
+func (s *Service) purgeIDs(ctx context.Context, ids []string, heldN, version int64) (purged, held int64, err error) {
 	if len(ids) == 0 {
 		return 0, heldN, nil
 	}
@@ -315,6 +345,20 @@ func (s *Service) scrub(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return s.cat.Scrub(sctx)
+}
+
+// mergeNames adds the names of b missing from a, keeping a's order.
+func mergeNames(a, b []string) []string {
+	for _, n := range b {
+		found := false
+		for _, x := range a {
+			found = found || x == n
+		}
+		if !found {
+			a = append(a, n)
+		}
+	}
+	return a
 }
 
 func toSet(ids []string) map[string]bool {

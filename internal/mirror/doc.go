@@ -1,5 +1,6 @@
 // Package mirror copies every message archived on this node to its peers
-// and receives theirs (DESIGN §6, first half: hello, auth, push, receive).
+// and receives theirs (DESIGN §6: hello, auth, push, receive,
+// anti-entropy, purge safety, policy drift, account replication).
 //
 // # Outbox
 //
@@ -16,7 +17,7 @@
 //     backlog lane reaches the same messages the peer answers "have".
 //
 // Messages whose origins are all peers ("peer:NAME") are not pushed on:
-// origins push to everyone (anti-entropy, a later part, covers the rest).
+// origins push to everyone (anti-entropy covers the rest).
 // Queued in status counts pushable messages after the cursor.
 //
 // # Wire protocol (version 1)
@@ -55,6 +56,57 @@
 //	R  result: raw id (32), one byte (s stored, h have, p purged,
 //	   x rejected, r retry), optional reason text.
 //	N / n  ping / pong on idle links.
+//	D  digest request: JSON {"keys":[bucket keys]}.  d  answer: JSON
+//	   [{"k","n","x"}] with the digests of every child of those buckets.
+//	I  ids request: JSON {"keys":[leaf keys]}.  i  answer: n raw ids.
+//	G  get: n raw ids; answered by one P (the message) or R (purged,
+//	   rejected, retry) per id, in order.
+//	T  n raw ids tombstoned on the sender.  t  empty acknowledgement.
+//	U  the sender's user records (JSON, see auth).  u  the answerer's.
+//
+// The hello also carries policy and policy_summary: a digest of the
+// node's retention policies and active holds (policy drift).
+//
+// # Anti-entropy
+//
+// A third lane per peer ("ae", its own connection) runs anti-entropy
+// passes: on first contact, when the peer's hello shows another store
+// instance id or a lower feed head than last seen (both also reset the
+// peer's push cursor and what we believed it holds), every
+// Config.AntiEntropyInterval (default 24 h) and on demand (RequestSync).
+// It also reconnects every ProbeInterval (5 min) and on account changes to
+// exchange user records and refresh the peer's hello.
+//
+// A pass compares two trees of buckets (digest.go): held ids bucketed by
+// message date (32-day period, day, day + first hex digit) and tombstoned
+// ids bucketed by id prefix (1 and 2 hex digits). A bucket's digest is its
+// count and the XOR of its raw ids. Each side leaves out of its held-id
+// digests the ids it knows the other purged, and adds them to its
+// tombstone digests, so both converge. The client compares top-level
+// buckets and descends only into those that differ; at the leaves it
+// exchanges id lists: held ids the peer lacks are pushed (lack query and
+// puts, including mail that reached us from other peers), ids we lack are
+// fetched with G and ingested through receive (origin peer:NAME), peer
+// tombstones are recorded, our tombstones are sent with T.
+//
+// # Anti-entropy tables (catalog component "mirror", migration 2)
+//
+//	mirror_ae(peer, instance, head, wanted, pass_started, pass_head,
+//	          pass_reason, total, verified, last_complete, confirmed_head,
+//	          pulled, pushed, passes, last_error)
+//	    per-peer pass state: the peer's last seen instance and head, a
+//	    requested pass (wanted), the pass in progress, and confirmed_head:
+//	    every message with seq <= it is on the peer (a completed pass that
+//	    started at that head).
+//	mirror_ae_done(peer, bucket)    top-level buckets verified in the
+//	                                current pass (resume after a crash)
+//	mirror_peer_tombs(peer, id)     ids the peer purged
+//
+// # Purge safety
+//
+// PeersHave tells governance which ids every peer has acknowledged
+// (cursor past a pushable, unparked message; seq <= confirmed_head; origin
+// peer:NAME; or purged by the peer); the others are not purged yet.
 //
 // The receiver decompresses (capped), checks SHA-256(data) == id (a
 // mismatch is rejected and nothing is stored) and ingests through

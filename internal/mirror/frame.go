@@ -19,6 +19,17 @@ const (
 	frameResult  byte = 'R' // id(32) result byte, reason text
 	framePing    byte = 'N' // empty
 	framePong    byte = 'n' // empty
+
+	// Anti-entropy, user and tombstone exchange (antientropy.go).
+	frameDigest    byte = 'D' // JSON {"keys":[...]}: children digests of these buckets
+	frameDigestAns byte = 'd' // JSON [{"k","n","x"}]
+	frameIDs       byte = 'I' // JSON {"keys":[...]}: ids of these leaf buckets
+	frameIDsAns    byte = 'i' // n*32 bytes
+	frameGet       byte = 'G' // n*32 bytes: send me these; answered by one P or R per id, in order
+	frameTombs     byte = 'T' // n*32 bytes: ids tombstoned on the sender
+	frameTombsAck  byte = 't' // empty
+	frameUsers     byte = 'U' // JSON user records (see UserSync)
+	frameUsersAns  byte = 'u' // JSON user records of the answering side
 )
 
 // handshakeMaxFrame caps frames before authentication: an unauthenticated

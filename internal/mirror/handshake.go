@@ -45,6 +45,10 @@ type Hello struct {
 	Instance string `json:"instance"`
 	Head     int64  `json:"head"`
 	Lane     string `json:"lane,omitempty"`
+	// Policy is a digest of the node's retention policies and active
+	// holds, PolicySummary a one-line description (policy drift).
+	Policy        string `json:"policy,omitempty"`
+	PolicySummary string `json:"policy_summary,omitempty"`
 }
 
 // verdict answers the other side's hello or auth proof.

@@ -51,6 +51,20 @@ type Config struct {
 	RetryBase, RetryMax, SlowRetry time.Duration
 	// PingInterval keeps idle links checked (default 15 s).
 	PingInterval time.Duration
+	// AntiEntropyInterval is the period of anti-entropy passes with each
+	// peer (default 24 h; [mirror] anti_entropy_interval). Passes also run on
+	// first contact, when a peer was rebuilt or restored, and on demand.
+	AntiEntropyInterval time.Duration
+	// ProbeInterval is how often the anti-entropy lane reconnects to
+	// refresh the peer's hello (policy drift, rebuilt peers) and sync
+	// accounts (default 5 min).
+	ProbeInterval time.Duration
+	// Users, when set, replicates user accounts with every peer.
+	Users UserSync
+	// Policy, when set, returns a digest of this node's retention policies
+	// and active holds and a one-line summary; both travel in the hello so
+	// status can show policy drift.
+	Policy func(ctx context.Context) (digest, summary string)
 	// Failpoint, when non-nil, is called at named points (tests only: the
 	// server makes it exit the process when MAILARC_FAILPOINT names the point).
 	Failpoint func(name string)
@@ -101,6 +115,8 @@ type Mirror struct {
 
 	maxFrame int
 
+	helloMu sync.Mutex // serialises noteHello
+
 	ln      net.Listener
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -117,6 +133,10 @@ type peer struct {
 	work     chan struct{} // new mail for the backlog lane
 	liveWork chan struct{} // new mail for the live lane
 
+	aeWake     chan struct{} // anti-entropy or account sync wanted
+	aeRunning  atomic.Bool
+	usersDirty atomic.Bool
+
 	busy        atomic.Bool  // the backlog lane is pushing a batch
 	inflightEnd atomic.Int64 // last seq of the backlog lane's batch
 
@@ -125,6 +145,17 @@ type peer struct {
 	lastErr     string
 	lastSuccess time.Time
 	rate        rate
+	aeErr       string
+
+	// From the peer's latest hello (policy drift).
+	policy, policySummary string
+	policySeen            bool
+
+	// Purge safety: messages retention wanted to purge that the peer has
+	// not acknowledged, as of the last sweep batch.
+	heldBack     int64
+	heldBackAt   time.Time
+	heldBackLogs time.Time
 }
 
 // New builds a Mirror over an archive. It creates the mirror's catalog
@@ -160,6 +191,12 @@ func New(ctx context.Context, cfg Config, arch *archive.Archive) (*Mirror, error
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.AntiEntropyInterval <= 0 {
+		cfg.AntiEntropyInterval = 24 * time.Hour
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = 5 * time.Minute
+	}
 	m := &Mirror{cfg: cfg, arch: arch, cat: arch.Catalog(), log: cfg.Logger, peers: map[string]*peer{},
 		ownFP: Fingerprint(cfg.Certificate.Certificate[0]), conns: map[net.Conn]struct{}{}}
 	m.maxFrame = int(cfg.MaxMessageSize + cfg.MaxMessageSize/64 + maxMetaLen + 1024)
@@ -175,7 +212,7 @@ func New(ctx context.Context, cfg Config, arch *archive.Archive) (*Mirror, error
 			return nil, fmt.Errorf("mirror.peers: %s listed twice", p.Name)
 		}
 		m.peers[p.Name] = &peer{cfg: p, addr: addr, state: StateOffline,
-			wake: make(chan struct{}, 1), work: make(chan struct{}, 1), liveWork: make(chan struct{}, 1)}
+			wake: make(chan struct{}, 1), aeWake: make(chan struct{}, 1), work: make(chan struct{}, 1), liveWork: make(chan struct{}, 1)}
 		m.order = append(m.order, p.Name)
 	}
 	var err error
@@ -213,8 +250,12 @@ func (m *Mirror) hello(ctx context.Context, lane string) Hello {
 	if err != nil {
 		m.log.Warn("mirror: reading feed head", "err", err)
 	}
-	return Hello{ProtoMin: protoMin, ProtoMax: protoMax, Version: m.cfg.Version, Node: m.cfg.NodeName,
+	h := Hello{ProtoMin: protoMin, ProtoMax: protoMax, Version: m.cfg.Version, Node: m.cfg.NodeName,
 		Cluster: ClusterID(m.cfg.Secrets[0]), Instance: m.cfg.Instance, Head: head, Lane: lane}
+	if m.cfg.Policy != nil {
+		h.Policy, h.PolicySummary = m.cfg.Policy(ctx)
+	}
+	return h
 }
 
 func (m *Mirror) params(ctx context.Context, role, lane, expect string) *handshakeParams {
@@ -258,6 +299,11 @@ func (m *Mirror) Start(ctx context.Context) error {
 		go func() {
 			defer m.wg.Done()
 			m.runLane(ctx, p, true)
+		}()
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.aeLoop(ctx, p)
 		}()
 	}
 	m.wg.Add(1)
@@ -354,6 +400,7 @@ func (m *Mirror) dial(ctx context.Context, p *peer, lane string) (*session, func
 		untrack()
 		return nil, nil, err
 	}
+	m.noteHello(ctx, p, s.peer)
 	return s, untrack, nil
 }
 
@@ -408,6 +455,7 @@ func (m *Mirror) serveConn(ctx context.Context, c *tls.Conn) {
 	p := m.peers[s.peer.Node]
 	m.log.Info("mirror: peer connected", "peer", s.peer.Node, "lane", s.peer.Lane, "remote", c.RemoteAddr().String())
 	signal(p.wake) // it is up: retry our own pushes to it now
+	m.noteHello(ctx, p, s.peer)
 	m.receiveLoop(ctx, s, p)
 }
 

@@ -217,11 +217,20 @@ func pushable(m *catalog.Message) bool {
 // (not pushable, have, stored, purged, parked); retry is true when the peer
 // asked for a retry of some item.
 func (m *Mirror) pushBatch(ctx context.Context, p *peer, s *session, items []*catalog.Message) (done []bool, retry bool, err error) {
+	done, _, retry, err = m.pushItems(ctx, p, s, items, false)
+	return done, retry, err
+}
+
+// pushItems is pushBatch; with force it also pushes messages that reached
+// this node from peers (anti-entropy), and purged[i] reports the items the
+// peer answered purged (tombstoned there).
+func (m *Mirror) pushItems(ctx context.Context, p *peer, s *session, items []*catalog.Message, force bool) (done, purged []bool, retry bool, err error) {
 	done = make([]bool, len(items))
+	purged = make([]bool, len(items))
 	var query []byte
 	var idx []int
 	for i, it := range items {
-		if !pushable(it) {
+		if !force && !pushable(it) {
 			done[i] = true
 			continue
 		}
@@ -235,20 +244,20 @@ func (m *Mirror) pushBatch(ctx context.Context, p *peer, s *session, items []*ca
 		idx = append(idx, i)
 	}
 	if len(idx) == 0 {
-		return done, false, nil
+		return done, purged, false, nil
 	}
 	if err := s.conn.SetDeadline(time.Now().Add(2 * time.Minute)); err != nil {
-		return done, false, fmt.Errorf("mirror: %w", err)
+		return done, purged, false, fmt.Errorf("mirror: %w", err)
 	}
 	if err := writeFrame(s.conn, frameLack, query); err != nil {
-		return done, false, err
+		return done, purged, false, err
 	}
 	f, err := readFrame(s.r, len(idx))
 	if err != nil {
-		return done, false, fmt.Errorf("mirror: lack answer: %w", err)
+		return done, purged, false, fmt.Errorf("mirror: lack answer: %w", err)
 	}
 	if f.typ != frameLackAns || len(f.payload) != len(idx) {
-		return done, false, fmt.Errorf("mirror: protocol error: bad lack answer (%q, %d bytes for %d ids)", f.typ, len(f.payload), len(idx))
+		return done, purged, false, fmt.Errorf("mirror: protocol error: bad lack answer (%q, %d bytes for %d ids)", f.typ, len(f.payload), len(idx))
 	}
 	var need []int
 	for j, a := range f.payload {
@@ -259,13 +268,14 @@ func (m *Mirror) pushBatch(ctx context.Context, p *peer, s *session, items []*ca
 			m.met.pushed(p.cfg.Name, "have", 1)
 		case lackPurged:
 			done[i] = true
+			purged[i] = true
 			m.met.pushed(p.cfg.Name, "purged", 1)
 		default:
 			need = append(need, i)
 		}
 	}
 	if len(need) == 0 {
-		return done, false, nil
+		return done, purged, false, nil
 	}
 	m.failpoint("mirror-before-push")
 
@@ -343,8 +353,11 @@ func (m *Mirror) pushBatch(ctx context.Context, p *peer, s *session, items []*ca
 		case resStored:
 			done[j] = true
 			stored++
-		case resHave, resPurged:
+		case resHave:
 			done[j] = true
+		case resPurged:
+			done[j] = true
+			purged[j] = true
 		case resRejected:
 			done[j] = true
 			m.log.Error("mirror: peer rejected a message; parked", "peer", p.cfg.Name, "id", items[j].ID, "reason", reason)
@@ -363,15 +376,15 @@ func (m *Mirror) pushBatch(ctx context.Context, p *peer, s *session, items []*ca
 		p.succeeded(stored)
 	}
 	if readErr != nil {
-		return done, retry, readErr
+		return done, purged, retry, readErr
 	}
 	if werr != nil {
-		return done, retry, werr
+		return done, purged, retry, werr
 	}
 	if err := s.conn.SetDeadline(time.Time{}); err != nil {
-		return done, retry, fmt.Errorf("mirror: %w", err)
+		return done, purged, retry, fmt.Errorf("mirror: %w", err)
 	}
-	return done, retry, nil
+	return done, purged, retry, nil
 }
 
 // preparePut reads, checks and compresses one message. When ok is false

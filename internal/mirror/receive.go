@@ -60,6 +60,7 @@ func (m *Mirror) receiveLoop(ctx context.Context, s *session, p *peer) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	from := p.cfg.Name
+	ae := &aeServer{m: m, from: from}
 	for {
 		if err := s.conn.SetReadDeadline(time.Now().Add(4*m.cfg.PingInterval + 30*time.Second)); err != nil {
 			return
@@ -103,6 +104,13 @@ func (m *Mirror) receiveLoop(ctx context.Context, s *session, p *peer) {
 					_ = s.conn.Close()
 				}
 			}(f.payload)
+		case frameDigest, frameIDs, frameTombs, frameGet, frameUsers:
+			if err := ae.handle(ctx, w, f); err != nil {
+				if ctx.Err() == nil {
+					m.log.Warn("mirror: anti-entropy request from peer", "peer", from, "err", err)
+				}
+				return
+			}
 		default:
 			m.log.Warn("mirror: protocol error from peer", "peer", from, "frame", fmt.Sprintf("%q", f.typ))
 			return

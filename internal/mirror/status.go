@@ -2,6 +2,8 @@ package mirror
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +30,13 @@ type PeerStatus struct {
 	Parked     int64   `json:"parked"`
 	// Fingerprint is the pinned SHA-256 of the peer's certificate.
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// AntiEntropy is the progress of the current or last anti-entropy pass.
+	AntiEntropy AEStatus `json:"anti_entropy"`
+	// PurgesHeldBack counts messages retention would purge but defers
+	// because this peer has not acknowledged them (purge_requires_peers);
+	// PurgeWarning says so in one line.
+	PurgesHeldBack int64  `json:"purges_held_back,omitempty"`
+	PurgeWarning   string `json:"purge_warning,omitempty"`
 }
 
 // Status reports every configured peer, in configuration order.
@@ -46,7 +55,18 @@ func (m *Mirror) Status(ctx context.Context) ([]PeerStatus, error) {
 			st.LastSuccess = &t
 		}
 		st.Throughput = p.rate.perSecond(time.Now())
+		if p.aeErr != "" && st.AntiEntropy.LastError == "" {
+			st.AntiEntropy.LastError = p.aeErr
+		}
+		if p.heldBack > 0 && time.Since(p.heldBackAt) < 24*time.Hour {
+			st.PurgesHeldBack = p.heldBack
+			st.PurgeWarning = fmt.Sprintf("retention purges deferred: %d messages not yet acknowledged by peer %s (it is %s)", p.heldBack, name, p.state)
+		}
 		p.mu.Unlock()
+		if p.aeRunning.Load() {
+			st.AntiEntropy.State = "running"
+			st.AntiEntropy.Reason = strings.TrimPrefix(st.AntiEntropy.Reason, "resume: ")
+		}
 		m.met.queued.WithLabelValues(name).Set(float64(st.Queued))
 		out = append(out, st)
 	}
@@ -93,6 +113,11 @@ func peerStatus(ctx context.Context, cat *catalog.Catalog, t *tables, p PeerConf
 	if st.Fingerprint, err = t.pinned(ctx, p.Name); err != nil {
 		return st, err
 	}
+	row, ok, err := t.aeLoad(ctx, p.Name)
+	if err != nil {
+		return st, err
+	}
+	st.AntiEntropy = aeStatus(row, ok, false)
 	return st, nil
 }
 

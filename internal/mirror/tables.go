@@ -15,6 +15,17 @@ var migrations = []string{
 	`CREATE TABLE mirror_pins (peer TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, pinned INTEGER NOT NULL) WITHOUT ROWID;
 	CREATE TABLE mirror_parked (peer TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL,
 		parked INTEGER NOT NULL, PRIMARY KEY (peer, id)) WITHOUT ROWID;`,
+	// 2: anti-entropy progress, peers' tombstones.
+	`CREATE TABLE mirror_ae (peer TEXT PRIMARY KEY,
+		instance TEXT NOT NULL DEFAULT '', head INTEGER NOT NULL DEFAULT 0,
+		wanted TEXT NOT NULL DEFAULT '',
+		pass_started INTEGER NOT NULL DEFAULT 0, pass_head INTEGER NOT NULL DEFAULT 0, pass_reason TEXT NOT NULL DEFAULT '',
+		total INTEGER NOT NULL DEFAULT 0, verified INTEGER NOT NULL DEFAULT 0,
+		last_complete INTEGER NOT NULL DEFAULT 0, confirmed_head INTEGER NOT NULL DEFAULT 0,
+		pulled INTEGER NOT NULL DEFAULT 0, pushed INTEGER NOT NULL DEFAULT 0, passes INTEGER NOT NULL DEFAULT 0,
+		last_error TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
+	CREATE TABLE mirror_ae_done (peer TEXT NOT NULL, bucket TEXT NOT NULL, PRIMARY KEY (peer, bucket)) WITHOUT ROWID;
+	CREATE TABLE mirror_peer_tombs (peer TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (peer, id)) WITHOUT ROWID;`,
 }
 
 // tables wraps the mirror's catalog tables.

@@ -260,6 +260,7 @@ func (n *Node) Serve(ctx context.Context, opt ServeOptions) error {
 		Governance:     n.gov,
 		Index:          n.Index,
 		NodeName:       n.Cfg.NodeName,
+		Peers:          n.peersAPI(),
 	})
 	ln, err := net.Listen("tcp", n.Cfg.HTTP.Listen)
 	if err != nil {

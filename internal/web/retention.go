@@ -61,6 +61,7 @@ func (s *Server) runRetention(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"would_purge": res.WouldPurge, "held": res.Held,
+			"deferred": res.Deferred, "held_back_by": nonNil(res.HeldBackBy),
 			"pending": res.Pending, "samples": res.Samples, "version": res.Version})
 		return nil
 	}
@@ -81,7 +82,8 @@ func (s *Server) runRetention(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"purged": res.Purged, "held": res.Held, "pending": res.Pending, "version": res.Version})
+	writeJSON(w, http.StatusOK, map[string]any{"purged": res.Purged, "held": res.Held, "pending": res.Pending, "version": res.Version,
+		"deferred": res.Deferred, "held_back_by": nonNil(res.HeldBackBy)})
 	return nil
 }
 

@@ -54,6 +54,8 @@ type Deps struct {
 	Index index.Index
 	// NodeName goes into export custody records.
 	NodeName string
+	// Peers serves the peers sync and repair endpoints (nil: they answer 503).
+	Peers PeerAdmin
 }
 
 // Server is the HTTP handler. It implements http.Handler.
@@ -122,6 +124,8 @@ func (s *Server) routes() {
 	s.api("DELETE /api/v1/holds/{id}", s.requireRole(auth.RoleAdmin), s.releaseHold)
 	s.api("GET /api/v1/audit", seesAll, s.getAudit)
 	s.api("GET /api/v1/export", nil, s.export)
+	s.api("POST /api/v1/peers/{name}/sync", s.requireRole(auth.RoleAdmin), s.syncPeer)
+	s.api("POST /api/v1/peers/{name}/repair", s.requireRole(auth.RoleAdmin), s.repairPeer)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API endpoint")
 	})
