@@ -201,7 +201,7 @@ func TestMirrorBackfillNewNode(t *testing.T) {
 	want := merge(hist)
 	live.Range(func(k, v any) bool { want[k.(string)] = v.([]byte); return true })
 	converged(t, c, want, 120*time.Second)
-	drained(t, a, "arc-c", 60*time.Second)
+	drained(t, a, "arc-c", 180*time.Second)
 	if seen.Load() == 0 {
 		t.Error("no fresh mail was observed reaching arc-c during the backfill")
 	}
@@ -234,11 +234,11 @@ func TestMirrorOriginDeath(t *testing.T) {
 	c.start()
 	// Let the first-contact passes between B and C finish before A's mail
 	// arrives, so only the later, requested pass can move it.
-	passDone(t, b, "arc-c", 0, 30*time.Second)
-	passDone(t, c, "arc-b", 0, 30*time.Second)
+	passDone(t, b, "arc-c", 0, 120*time.Second)
+	passDone(t, c, "arc-b", 0, 120*time.Second)
 	fromA := ingest(t, a, "od", 0, 300, 4)
-	converged(t, b, fromA, 60*time.Second)
-	drained(t, a, "arc-b", 30*time.Second)
+	converged(t, b, fromA, 180*time.Second)
+	drained(t, a, "arc-b", 120*time.Second)
 	if pr, _, _ := a.peer("arc-c"); pr.Queued != 300 {
 		t.Fatalf("arc-a owes arc-c %d messages, want 300 (link should be cut)", pr.Queued)
 	}
@@ -252,7 +252,7 @@ func TestMirrorOriginDeath(t *testing.T) {
 	all := merge(fromA, fromC)
 	converged(t, c, all, 120*time.Second)
 	converged(t, b, all, 120*time.Second)
-	passDone(t, b, "arc-c", since, 60*time.Second)
+	passDone(t, b, "arc-c", since, 180*time.Second)
 	noMirrorTrouble(t, b, c)
 }
 
@@ -268,8 +268,8 @@ func TestMirrorTombstones(t *testing.T) {
 		msgs = append(msgs, oldMsg("tomb", i))
 	}
 	old := postAll(t, a, msgs)
-	converged(t, b, old, 60*time.Second)
-	drained(t, a, "arc-b", 30*time.Second)
+	converged(t, b, old, 180*time.Second)
+	drained(t, a, "arc-b", 120*time.Second)
 
 	if code, body, err := a.do("PUT", "/api/v1/retention", []byte(`{"default":"1y","policies":[]}`)); err != nil || code != 200 {
 		t.Fatalf("set retention: %d %v %s", code, err, body)
@@ -281,10 +281,10 @@ func TestMirrorTombstones(t *testing.T) {
 	// B repairs with A (anti-entropy pushes everything A lacks): A answers
 	// purged, nothing comes back.
 	since := peersSync(t, b, "arc-a")
-	passDone(t, b, "arc-a", since, 60*time.Second)
+	passDone(t, b, "arc-a", since, 180*time.Second)
 	// A re-offering from its side too.
 	since = peersSync(t, a, "arc-b")
-	passDone(t, a, "arc-b", since, 60*time.Second)
+	passDone(t, a, "arc-b", since, 180*time.Second)
 	if st, _ := a.status(); st.Counts.Archived != 0 {
 		t.Fatalf("purged mail came back to arc-a: %d messages", st.Counts.Archived)
 	}
@@ -298,7 +298,7 @@ func TestMirrorTombstones(t *testing.T) {
 	}
 	// A second pass moves nothing (tombstones are in the digests).
 	since = peersSync(t, b, "arc-a")
-	passDone(t, b, "arc-a", since, 60*time.Second)
+	passDone(t, b, "arc-a", since, 180*time.Second)
 	for _, pr := range b.aeStatus(t).Peers {
 		if pr.AntiEntropy.Pushed != 0 || pr.Queued != 0 {
 			t.Fatalf("second pass pushed %d, queued %d", pr.AntiEntropy.Pushed, pr.Queued)
@@ -308,11 +308,11 @@ func TestMirrorTombstones(t *testing.T) {
 		t.Fatalf("arc-b holds %d, want 15 (deletions never replicate)", st.Counts.Archived)
 	}
 	// Policies differ: both sides say so in one line naming the other.
-	testutil.Eventually(t, 30*time.Second, "policy drift on arc-b", func() bool {
+	testutil.Eventually(t, 120*time.Second, "policy drift on arc-b", func() bool {
 		d := b.aeStatus(t).Drift
 		return len(d) == 1 && strings.HasPrefix(d[0], "arc-a:")
 	})
-	testutil.Eventually(t, 30*time.Second, "policy drift on arc-a", func() bool {
+	testutil.Eventually(t, 120*time.Second, "policy drift on arc-a", func() bool {
 		d := a.aeStatus(t).Drift
 		return len(d) == 1 && strings.HasPrefix(d[0], "arc-b:")
 	})
@@ -327,7 +327,7 @@ func runRetention(t *testing.T, p *proc, want int64) {
 		WouldPurge int64 `json:"would_purge"`
 		Pending    int64 `json:"pending"`
 	}
-	testutil.Eventually(t, 60*time.Second, fmt.Sprintf("a dry run to purge %d", want), func() bool {
+	testutil.Eventually(t, 180*time.Second, fmt.Sprintf("a dry run to purge %d", want), func() bool {
 		code, body, err := p.do("POST", "/api/v1/retention/run?dry_run=true", nil)
 		return err == nil && code == 200 && json.Unmarshal(body, &dry) == nil && dry.Pending == 0 && dry.WouldPurge == want
 	})
@@ -345,7 +345,7 @@ func TestMirrorPurgeDeferred(t *testing.T) {
 	a, b := mirrorPair(t)
 	a.start()
 	b.start()
-	drained(t, a, "arc-b", 30*time.Second)
+	drained(t, a, "arc-b", 120*time.Second)
 	b.stop()
 	var msgs [][]byte
 	for i := 0; i < 10; i++ {
@@ -371,8 +371,8 @@ func TestMirrorPurgeDeferred(t *testing.T) {
 		t.Fatalf("no warning logged:\n%s", a.log.String())
 	}
 	b.start()
-	converged(t, b, old, 60*time.Second)
-	drained(t, a, "arc-b", 30*time.Second)
+	converged(t, b, old, 180*time.Second)
+	drained(t, a, "arc-b", 120*time.Second)
 	runRetention(t, a, 10)
 	if st, _ := a.status(); st.Counts.Archived != 0 {
 		t.Fatalf("arc-a holds %d after the purge", st.Counts.Archived)
@@ -392,8 +392,8 @@ func TestMirrorRebuiltPeer(t *testing.T) {
 	ma := ingest(t, a, "ra", 0, 300, 4)
 	mb := ingest(t, b, "rb", 0, 100, 2)
 	all := merge(ma, mb)
-	converged(t, a, all, 60*time.Second)
-	converged(t, b, all, 60*time.Second)
+	converged(t, a, all, 180*time.Second)
+	converged(t, b, all, 180*time.Second)
 	b.kill()
 	if err := os.RemoveAll(filepath.Join(b.dir, "data")); err != nil {
 		t.Fatal(err)
@@ -404,7 +404,7 @@ func TestMirrorRebuiltPeer(t *testing.T) {
 		t.Fatalf("repair: %d %v %s", code, err, body)
 	}
 	converged(t, b, all, 120*time.Second)
-	drained(t, a, "arc-b", 60*time.Second)
+	drained(t, a, "arc-b", 180*time.Second)
 	if !strings.Contains(a.log.String(), "store instance of arc-b changed") {
 		t.Errorf("arc-a did not notice the rebuilt peer:\n%s", a.log.String())
 	}
@@ -421,7 +421,7 @@ func TestMirrorSessionsAndUsers(t *testing.T) {
 	if err != nil || code != 201 {
 		t.Fatalf("add user: %d %v %s", code, err, body)
 	}
-	testutil.Eventually(t, 30*time.Second, "carol to sign in on arc-b", func() bool {
+	testutil.Eventually(t, 120*time.Second, "carol to sign in on arc-b", func() bool {
 		req, _ := http.NewRequest("GET", b.url("/api/v1/status"), nil)
 		req.SetBasicAuth("carol", "carol-password-1")
 		resp, err := http.DefaultClient.Do(req)

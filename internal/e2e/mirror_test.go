@@ -157,7 +157,7 @@ func drained(t *testing.T, p *proc, peer string, timeout time.Duration) {
 
 func searchable(t *testing.T, p *proc, word string) {
 	t.Helper()
-	testutil.Eventually(t, 60*time.Second, word+" to be searchable on "+p.httpAddr, func() bool {
+	testutil.Eventually(t, 180*time.Second, word+" to be searchable on "+p.httpAddr, func() bool {
 		code, body, err := p.do("GET", "/api/v1/search?q="+url.QueryEscape(word), nil)
 		var r struct{ Total int }
 		return err == nil && code == 200 && json.Unmarshal(body, &r) == nil && r.Total == 1
@@ -189,8 +189,8 @@ func TestMirrorTwoWayKillRestart(t *testing.T) {
 	all := merge(ma, mb)
 	converged(t, a, all, 120*time.Second)
 	converged(t, b, all, 120*time.Second)
-	drained(t, a, "arc-b", 30*time.Second)
-	drained(t, b, "arc-a", 30*time.Second)
+	drained(t, a, "arc-b", 120*time.Second)
+	drained(t, b, "arc-a", 120*time.Second)
 	searchable(t, b, "toka7")
 	searchable(t, a, "tokb123")
 	out, code := cli(t, nil, "peers", "--server", "http://"+a.httpAddr)
@@ -200,7 +200,7 @@ func TestMirrorTwoWayKillRestart(t *testing.T) {
 
 	b.kill()
 	more := ingest(t, a, "a", n, 100, 4)
-	testutil.Eventually(t, 30*time.Second, "arc-b to show offline with 100 queued", func() bool {
+	testutil.Eventually(t, 120*time.Second, "arc-b to show offline with 100 queued", func() bool {
 		pr, _, ok := a.peer("arc-b")
 		return ok && pr.State == "offline" && pr.Queued == 100 && pr.LastError != ""
 	})
@@ -212,7 +212,7 @@ func TestMirrorTwoWayKillRestart(t *testing.T) {
 	b.start()
 	all = merge(all, more)
 	converged(t, b, all, 120*time.Second)
-	drained(t, a, "arc-b", 60*time.Second)
+	drained(t, a, "arc-b", 180*time.Second)
 	converged(t, a, all, 10*time.Second)
 	noMirrorTrouble(t, a, b)
 	a.stop()
@@ -233,7 +233,7 @@ func TestMirrorTwoWayKillRestart(t *testing.T) {
 	}
 	a.start()
 	b.start()
-	testutil.Eventually(t, 30*time.Second, "arc-a to refuse arc-b's new certificate", func() bool {
+	testutil.Eventually(t, 120*time.Second, "arc-a to refuse arc-b's new certificate", func() bool {
 		pr, _, ok := a.peer("arc-b")
 		return ok && pr.State == "refused" && strings.Contains(pr.LastError, "certificate of peer arc-b changed") &&
 			strings.Contains(pr.LastError, "mailarc peers repair arc-b")
@@ -245,8 +245,8 @@ func TestMirrorTwoWayKillRestart(t *testing.T) {
 		t.Fatalf("peers repair: %d\n%s", code, out)
 	}
 	a.start()
-	converged(t, b, merge(all, late), 60*time.Second)
-	drained(t, a, "arc-b", 30*time.Second)
+	converged(t, b, merge(all, late), 180*time.Second)
+	drained(t, a, "arc-b", 120*time.Second)
 }
 
 // noMirrorTrouble fails when a node logged a parked message or a protocol error.
@@ -271,7 +271,7 @@ func TestMirrorFailpoints(t *testing.T) {
 	for i, fp := range []string{"mirror-before-push", "mirror-after-push-before-cursor"} {
 		a.env = []string{"MAILARC_FAILPOINT=" + fp}
 		a.start()
-		testutil.Eventually(t, 30*time.Second, "arc-a online", func() bool {
+		testutil.Eventually(t, 120*time.Second, "arc-a online", func() bool {
 			pr, _, ok := a.peer("arc-b")
 			return ok && pr.State == "online"
 		})
@@ -288,8 +288,8 @@ func TestMirrorFailpoints(t *testing.T) {
 		}
 		a.env = nil
 		a.start()
-		converged(t, b, want, 60*time.Second)
-		drained(t, a, "arc-b", 30*time.Second)
+		converged(t, b, want, 180*time.Second)
+		drained(t, a, "arc-b", 120*time.Second)
 		a.stop()
 	}
 	// The receiver crashing after it stored but before it answered.
@@ -307,8 +307,8 @@ func TestMirrorFailpoints(t *testing.T) {
 	}
 	b.env = nil
 	b.start()
-	converged(t, b, want, 60*time.Second)
-	drained(t, a, "arc-b", 60*time.Second)
+	converged(t, b, want, 180*time.Second)
+	drained(t, a, "arc-b", 180*time.Second)
 }
 
 // faultProxy relays TCP to target, injecting latency, resets, truncation
@@ -429,8 +429,8 @@ func TestMirrorFaultProxy(t *testing.T) {
 	all := merge(ma, mb)
 	converged(t, a, all, 150*time.Second)
 	converged(t, b, all, 150*time.Second)
-	drained(t, a, "arc-b", 60*time.Second)
-	drained(t, b, "arc-a", 60*time.Second)
+	drained(t, a, "arc-b", 180*time.Second)
+	drained(t, b, "arc-a", 180*time.Second)
 	noMirrorTrouble(t, a, b)
 	t.Logf("faults injected: %d towards arc-a, %d towards arc-b", toA.faults.Load(), toB.faults.Load())
 	a.stop()
@@ -477,12 +477,12 @@ func TestMirrorRefusals(t *testing.T) {
 			a.start()
 			b.start()
 			sent := ingest(t, a, "r", 0, 5, 2)
-			testutil.Eventually(t, 30*time.Second, "arc-a to show "+tc.state, func() bool {
+			testutil.Eventually(t, 120*time.Second, "arc-a to show "+tc.state, func() bool {
 				pr, _, ok := a.peer("arc-b")
 				return ok && pr.State == tc.state && strings.Contains(pr.LastError, tc.msg) && pr.Queued == 5
 			})
 			if tc.bothSides {
-				testutil.Eventually(t, 30*time.Second, "arc-b to show "+tc.state, func() bool {
+				testutil.Eventually(t, 120*time.Second, "arc-b to show "+tc.state, func() bool {
 					pr, _, ok := b.peer("arc-a")
 					return ok && pr.State == tc.state
 				})
@@ -498,8 +498,8 @@ func TestMirrorRefusals(t *testing.T) {
 			tc.fixIt(a, b)
 			a.start()
 			b.start()
-			converged(t, b, sent, 60*time.Second)
-			drained(t, a, "arc-b", 60*time.Second)
+			converged(t, b, sent, 180*time.Second)
+			drained(t, a, "arc-b", 180*time.Second)
 			a.stop()
 			b.stop()
 		})
