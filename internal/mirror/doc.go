@@ -63,6 +63,9 @@
 //	   rejected, retry) per id, in order.
 //	T  n raw ids tombstoned on the sender.  t  empty acknowledgement.
 //	U  the sender's user records (JSON, see auth).  u  the answerer's.
+//	S  source-failover heartbeat (opaque, encoded by package pull; at most
+//	   8 MiB).  s  the answering node's heartbeat (empty when it has no
+//	   failover sources).
 //
 // The hello also carries policy and policy_summary: a digest of the
 // node's retention policies and active holds (policy drift).
@@ -101,6 +104,15 @@
 //	mirror_ae_done(peer, bucket)    top-level buckets verified in the
 //	                                current pass (resume after a crash)
 //	mirror_peer_tombs(peer, id)     ids the peer purged
+//
+// # Source failover
+//
+// When Config.Leases is set (some [[sources]] name standby nodes), a fourth
+// lane per peer ("src", its own connection) sends an S frame every
+// Config.LeaseInterval and hands the peer's s answer to Config.Leases; an
+// incoming S is handed over likewise and answered with our heartbeat. A
+// failed link is redialled after one interval, and at once when the peer
+// connects its own src lane.
 //
 // # Purge safety
 //

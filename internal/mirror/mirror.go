@@ -59,6 +59,10 @@ type Config struct {
 	// refresh the peer's hello (policy drift, rebuilt peers) and sync
 	// accounts (default 5 min).
 	ProbeInterval time.Duration
+	// Leases, when set, exchanges source-failover heartbeats with every
+	// peer every LeaseInterval (default 10 s) on a "src" lane.
+	Leases        SourceLeases
+	LeaseInterval time.Duration
 	// Users, when set, replicates user accounts with every peer.
 	Users UserSync
 	// Policy, when set, returns a digest of this node's retention policies
@@ -134,6 +138,7 @@ type peer struct {
 	liveWork chan struct{} // new mail for the live lane
 
 	aeWake     chan struct{} // anti-entropy or account sync wanted
+	leaseWake  chan struct{} // the peer connected: heartbeat it now
 	aeRunning  atomic.Bool
 	usersDirty atomic.Bool
 
@@ -197,6 +202,9 @@ func New(ctx context.Context, cfg Config, arch *archive.Archive) (*Mirror, error
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = 5 * time.Minute
 	}
+	if cfg.LeaseInterval <= 0 {
+		cfg.LeaseInterval = 10 * time.Second
+	}
 	m := &Mirror{cfg: cfg, arch: arch, cat: arch.Catalog(), log: cfg.Logger, peers: map[string]*peer{},
 		ownFP: Fingerprint(cfg.Certificate.Certificate[0]), conns: map[net.Conn]struct{}{}}
 	m.maxFrame = int(cfg.MaxMessageSize + cfg.MaxMessageSize/64 + maxMetaLen + 1024)
@@ -212,7 +220,7 @@ func New(ctx context.Context, cfg Config, arch *archive.Archive) (*Mirror, error
 			return nil, fmt.Errorf("mirror.peers: %s listed twice", p.Name)
 		}
 		m.peers[p.Name] = &peer{cfg: p, addr: addr, state: StateOffline,
-			wake: make(chan struct{}, 1), aeWake: make(chan struct{}, 1), work: make(chan struct{}, 1), liveWork: make(chan struct{}, 1)}
+			wake: make(chan struct{}, 1), aeWake: make(chan struct{}, 1), leaseWake: make(chan struct{}, 1), work: make(chan struct{}, 1), liveWork: make(chan struct{}, 1)}
 		m.order = append(m.order, p.Name)
 	}
 	var err error
@@ -305,6 +313,13 @@ func (m *Mirror) Start(ctx context.Context) error {
 			defer m.wg.Done()
 			m.aeLoop(ctx, p)
 		}()
+		if m.cfg.Leases != nil {
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				m.leaseLoop(ctx, p)
+			}()
+		}
 	}
 	m.wg.Add(1)
 	go func() {
@@ -455,6 +470,9 @@ func (m *Mirror) serveConn(ctx context.Context, c *tls.Conn) {
 	p := m.peers[s.peer.Node]
 	m.log.Info("mirror: peer connected", "peer", s.peer.Node, "lane", s.peer.Lane, "remote", c.RemoteAddr().String())
 	signal(p.wake) // it is up: retry our own pushes to it now
+	if s.peer.Lane == "src" {
+		signal(p.leaseWake)
+	}
 	m.noteHello(ctx, p, s.peer)
 	m.receiveLoop(ctx, s, p)
 }

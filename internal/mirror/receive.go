@@ -104,6 +104,13 @@ func (m *Mirror) receiveLoop(ctx context.Context, s *session, p *peer) {
 					_ = s.conn.Close()
 				}
 			}(f.payload)
+		case frameLease:
+			if err := m.answerLease(ctx, w, from, f.payload); err != nil {
+				if ctx.Err() == nil {
+					m.log.Warn("mirror: heartbeat from peer", "peer", from, "err", err)
+				}
+				return
+			}
 		case frameDigest, frameIDs, frameTombs, frameGet, frameUsers:
 			if err := ae.handle(ctx, w, f); err != nil {
 				if ctx.Err() == nil {

@@ -67,6 +67,11 @@ func (n *Node) startMirror(ctx context.Context, wg *sync.WaitGroup, c *component
 		Policy:              n.policyDigest,
 		Logger:              n.Log.With("component", "mirror"), Registerer: n.Registry,
 	}
+	if sm := n.sources.Load(); sm != nil && sm.HasFailover() {
+		// Source failover: heartbeats and lease views travel on a "src" lane.
+		cfg.Leases = sm
+		cfg.LeaseInterval = sm.HeartbeatInterval()
+	}
 	if fp := os.Getenv(failpointEnv); fp != "" {
 		log := n.Log
 		cfg.Failpoint = func(name string) {

@@ -9,7 +9,9 @@ import (
 )
 
 // startSources starts the journal-mailbox pollers of [[sources]]. Sources
-// owned by another node are listed in status but not polled.
+// owned by another node are listed in status but not polled, unless this
+// node is one of their standby nodes (failover: the lease heartbeats are
+// wired into the mirror by startMirror, which runs after this).
 func (n *Node) startSources(ctx context.Context, wg *sync.WaitGroup, c *components) error {
 	if len(n.Cfg.Sources) == 0 {
 		return nil
@@ -24,11 +26,16 @@ func (n *Node) startSources(ctx context.Context, wg *sync.WaitGroup, c *componen
 	if err != nil {
 		return err
 	}
+	if m.HasFailover() && len(n.Cfg.Mirror.Peers) == 0 {
+		n.Log.Warn("sources name standby nodes but no [[mirror.peers]] are configured: no heartbeats can be exchanged, so an owner waits takeover_after before polling and a standby takes over after it")
+	}
 	n.sources.Store(m)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = m.Run(ctx)
+		if err := m.Run(ctx); err != nil {
+			n.Log.Error("journal mailbox polling stopped", "err", err)
+		}
 	}()
 	c.stop = append(c.stop, func(context.Context) error {
 		n.sources.Store(nil)

@@ -46,6 +46,9 @@ func normalize(src config.Source) config.Source {
 	if src.Poll <= 0 {
 		src.Poll = config.Duration(defaultPoll)
 	}
+	if src.TakeoverAfter <= 0 {
+		src.TakeoverAfter = config.Duration(defaultTakeover)
+	}
 	return src
 }
 
@@ -79,6 +82,16 @@ func validate(src config.Source) error {
 	}
 	if src.User == "" {
 		return fmt.Errorf("source %s: user must not be empty", src.Name)
+	}
+	if len(src.Standby) > 0 && src.Owner == "" {
+		return fmt.Errorf("source %s: standby needs owner (the node that polls while it is up)", src.Name)
+	}
+	seen := map[string]bool{src.Owner: true}
+	for _, n := range src.Standby {
+		if n == "" || seen[n] {
+			return fmt.Errorf("source %s: standby %q is empty, the owner or listed twice", src.Name, n)
+		}
+		seen[n] = true
 	}
 	switch src.Mode {
 	case "keep", "delete":

@@ -4,7 +4,7 @@
 //
 // A Manager runs one goroutine per enabled source owned by this node
 // (owner empty or equal to the node name; sources owned elsewhere are only
-// listed in Status as "not_owner"). Each goroutine connects, authenticates
+// listed in Status as "not_owner") or naming this node as a standby. Each goroutine connects, authenticates
 // (PLAIN/LOGIN with the password read from password_file, or XOAUTH2 with the
 // access token read from token_file, both re-read at every connect), imports
 // what is new and then either IDLEs (IMAP, one folder, server supports
@@ -25,6 +25,8 @@
 //	pop3.uidls          "z1:" + base64(deflate(sorted UIDLs joined by "\n"))
 //	                                        archived messages still on the server
 //	pop3.skip           same encoding       messages skipped for good
+//	lease.epoch         "3"                failover lease epoch (sources with standby)
+//	lease.holder        "arc-b"            node holding that epoch
 //
 // UIDL sets are pruned to what the server still lists at every poll; the
 // IMAP skip set is pruned to messages still present in delete mode.
@@ -60,4 +62,32 @@
 // POP3 sends DELE only for archived UIDLs and QUIT commits them after the
 // state is saved; an interrupted session deletes nothing and the next one
 // DELEs without fetching again. Skipped messages are never deleted.
+//
+// # Failover
+//
+// A source with standby nodes is polled by whoever holds its lease
+// (epoch, holder); the owner holds epoch 0. Nodes exchange heartbeats over
+// the mirror link (Manager.Heartbeat and ReceiveHeartbeat, wired by the
+// server; every takeover_after/6, 100 ms to 10 s). A heartbeat is JSON:
+//
+//	{"node":"arc-a","sources":[{"name":"journal","epoch":3,"holder":"arc-a",
+//	  "state":{"imap.cursor.INBOX":"1712345:4021", ...}}]}
+//
+// listing the sender's lease view per failover source and, for keep-mode
+// sources the sender polls, its state keys other than lease.* (at most
+// 256 KiB per source), which a non-polling receiver stores in place of its
+// own. Delete-mode sources share no state: a standby then refetches what
+// is still on the server and deletes only what it archived itself.
+// Payloads above 4 MiB, 1024 sources or 4096 keys are refused.
+//
+// The lease state machine (lease.go): a higher epoch wins; at the same
+// epoch the holder earlier in the order owner, standby... wins. A
+// candidate takes the lease (epoch+1) when the holder and every candidate
+// before it were silent for takeover_after; the holder hands it to an
+// earlier candidate heard continuously for two heartbeat intervals. A new
+// lease is persisted before it is acted on, and a node acts on a lease only
+// after hearing every other candidate once since it started (or after
+// takeover_after). Deletions (IMAP expunge/move, POP3 DELE and the QUIT
+// that commits them) require that the node still holds the epoch the poll
+// started under; learning a higher epoch held elsewhere cancels the poll.
 package pull

@@ -56,3 +56,28 @@ func FuzzPOP3Client(f *testing.F) {
 		_, _, _ = parseCursor(string(data))
 	})
 }
+
+// FuzzHeartbeat feeds arbitrary payloads to the heartbeat decoder: it must
+// never panic and must enforce its limits.
+func FuzzHeartbeat(f *testing.F) {
+	f.Add([]byte(`{"node":"arc-a","sources":[{"name":"j","epoch":3,"holder":"arc-b","state":{"imap.cursor.INBOX":"1:4"}}]}`))
+	f.Add([]byte(`{"node":"arc-a","sources":[{"name":"j","state":{"lease.epoch":"9"}}]}`))
+	f.Add([]byte(`{"node":""}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		hb, err := decodeHeartbeat(data)
+		if err != nil {
+			return
+		}
+		if !validName(hb.Node) || len(hb.Sources) > maxHeartbeatSources {
+			t.Fatalf("accepted %+v", hb)
+		}
+		for _, s := range hb.Sources {
+			for k := range s.State {
+				if len(k) >= len(leaseKeyPrefix) && k[:len(leaseKeyPrefix)] == leaseKeyPrefix {
+					t.Fatal("lease key accepted in shared state")
+				}
+			}
+		}
+	})
+}

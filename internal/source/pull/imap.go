@@ -406,6 +406,9 @@ func (s *imapSession) cleanup(ctx context.Context, fs *folderState) error {
 // remove deletes (or moves to move_to) exactly the given UIDs, all of which
 // are durably archived.
 func (s *imapSession) remove(uids []imap.UID) error {
+	if !s.r.mayDestroy() {
+		return errLeaseLost
+	}
 	set := toIMAPSet(uids)
 	if s.r.src.MoveTo != "" {
 		if _, err := s.c.Move(set, s.r.src.MoveTo).Wait(); err != nil {

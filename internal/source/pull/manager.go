@@ -61,6 +61,9 @@ type Options struct {
 	// TLSConfig is the base client TLS configuration (default: system roots,
 	// TLS 1.2+); ServerName is set to the source host when empty.
 	TLSConfig *tls.Config
+	// HeartbeatInterval overrides the failover heartbeat interval (default:
+	// derived from the shortest takeover_after, see HeartbeatInterval).
+	HeartbeatInterval time.Duration
 }
 
 func (o *Options) defaults() {
@@ -104,6 +107,16 @@ type SourceStatus struct {
 	// (UIDVALIDITY:highest archived UID) or "uidls=12".
 	Cursor   string    `json:"cursor"`
 	NextPoll time.Time `json:"next_poll"`
+	// Standby lists the nodes that may take over, in order.
+	Standby []string `json:"standby,omitempty"`
+	// Poller is the node that polls the source now (the lease holder as
+	// far as this node knows; the owner without failover).
+	Poller string `json:"poller"`
+	// LeaseEpoch is the failover lease epoch (0 until a first takeover).
+	LeaseEpoch uint64 `json:"lease_epoch"`
+	// LastHeartbeat is when this node last heard the owner over the mirror
+	// link (on the owner itself: when it last sent a heartbeat).
+	LastHeartbeat time.Time `json:"last_heartbeat"`
 }
 
 // Manager polls the configured journal mailboxes owned by this node.
@@ -116,6 +129,15 @@ type Manager struct {
 	met     *metrics
 	runners []*runner
 	byName  map[string]*runner
+
+	// Failover (failover.go): beat is the heartbeat interval; leaseMu
+	// guards every runner's lease, heard and lastSent; persistMu
+	// serialises lease writes.
+	beat      time.Duration
+	leaseMu   sync.Mutex
+	persistMu sync.Mutex
+	heard     map[string]time.Time // last heartbeat from each peer
+	lastSent  time.Time
 }
 
 // NewManager validates sources and prepares one poller per source. A source
@@ -137,7 +159,9 @@ func NewManagerOptions(node string, sources []config.Source, ing Ingester, st St
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{node: node, ing: ing, st: st, log: log, opt: opt, met: met, byName: map[string]*runner{}}
+	m := &Manager{node: node, ing: ing, st: st, log: log, opt: opt, met: met, byName: map[string]*runner{},
+		heard: map[string]time.Time{}, beat: opt.HeartbeatInterval}
+	now := time.Now()
 	var errs []error
 	for _, s := range sources {
 		s = normalize(s)
@@ -150,10 +174,25 @@ func NewManagerOptions(node string, sources []config.Source, ing Ingester, st St
 			continue
 		}
 		r := &runner{m: m, src: s, trigger: make(chan struct{}, 1), failures: map[string]int{}}
-		r.status = SourceStatus{Name: s.Name, Type: s.Type, Owner: s.Owner, State: "idle"}
+		r.status = SourceStatus{Name: s.Name, Type: s.Type, Owner: s.Owner, State: "idle", Standby: s.Standby}
+		if len(s.Standby) > 0 {
+			order := append([]string{s.Owner}, s.Standby...)
+			takeover := time.Duration(s.TakeoverAfter)
+			beat := opt.HeartbeatInterval
+			if beat <= 0 {
+				beat = heartbeatInterval(takeover)
+			}
+			if m.beat <= 0 || beat < m.beat {
+				m.beat = beat
+			}
+			// The persisted lease is loaded by Run.
+			r.lease = &leaseRun{mach: newLeaseMachine(node, order, takeover, beat, now), changed: make(chan struct{}, 1)}
+		}
 		switch {
 		case s.Enabled != nil && !*s.Enabled:
 			r.status.State = "disabled"
+		case r.lease != nil && r.lease.mach.rank(node) < len(r.lease.mach.order):
+			r.status.State = "standby"
 		case s.Owner != "" && s.Owner != node:
 			r.status.State = "not_owner"
 		}
@@ -169,15 +208,34 @@ func NewManagerOptions(node string, sources []config.Source, ing Ingester, st St
 // Run polls every enabled source owned by this node, one goroutine each,
 // until ctx is done. A failing source never stops the others.
 func (m *Manager) Run(ctx context.Context) error {
+	if err := m.restoreLeases(ctx); err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
+	leased := false
 	for _, r := range m.runners {
 		if !r.active() {
 			continue
 		}
 		wg.Add(1)
+		if r.lease != nil {
+			leased = true
+			go func() {
+				defer wg.Done()
+				r.runLeased(ctx)
+			}()
+			continue
+		}
 		go func() {
 			defer wg.Done()
 			r.run(ctx)
+		}()
+	}
+	if leased {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.leaseLoop(ctx)
 		}()
 	}
 	wg.Wait()
@@ -189,8 +247,25 @@ func (m *Manager) Status() []SourceStatus {
 	out := make([]SourceStatus, 0, len(m.runners))
 	for _, r := range m.runners {
 		r.mu.Lock()
-		out = append(out, r.status)
+		st := r.status
 		r.mu.Unlock()
+		m.leaseMu.Lock()
+		owner := r.src.Owner
+		if owner == "" {
+			owner = m.node
+		}
+		if owner == m.node {
+			st.LastHeartbeat = m.lastSent.UTC()
+		} else {
+			st.LastHeartbeat = m.heard[owner].UTC()
+		}
+		st.Poller = owner
+		if r.lease != nil {
+			st.Poller = r.lease.mach.holder
+			st.LeaseEpoch = r.lease.mach.epoch
+		}
+		m.leaseMu.Unlock()
+		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -209,6 +284,14 @@ func (m *Manager) PollNow(name string) error {
 		r.mu.Unlock()
 		return fmt.Errorf("pull: source %q is not polled on this node (%s)", name, st)
 	}
+	if r.lease != nil {
+		m.leaseMu.Lock()
+		holder := r.lease.mach.holder
+		m.leaseMu.Unlock()
+		if holder != m.node {
+			return fmt.Errorf("pull: source %q is polled by %s; this node is a standby", name, holder)
+		}
+	}
 	r.kick()
 	return nil
 }
@@ -223,6 +306,9 @@ type runner struct {
 	// failed to deliver a message; only the runner goroutine uses it.
 	failures map[string]int
 
+	// lease is the failover state (nil without standby nodes).
+	lease *leaseRun
+
 	mu     sync.Mutex
 	status SourceStatus
 	// msgErr is set when the current poll recorded a per-message error,
@@ -231,7 +317,13 @@ type runner struct {
 }
 
 func (r *runner) active() bool {
-	return (r.src.Enabled == nil || *r.src.Enabled) && (r.src.Owner == "" || r.src.Owner == r.m.node)
+	if r.src.Enabled != nil && !*r.src.Enabled {
+		return false
+	}
+	if r.lease != nil {
+		return r.lease.mach.rank(r.m.node) < len(r.lease.mach.order)
+	}
+	return r.src.Owner == "" || r.src.Owner == r.m.node
 }
 
 func (r *runner) kick() {

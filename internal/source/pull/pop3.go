@@ -202,6 +202,10 @@ func (s *pop3Session) poll(ctx context.Context) error {
 		}
 		if _, ok := have[m.uidl]; ok {
 			if del {
+				if !s.r.mayDestroy() {
+					stopErr = errLeaseLost
+					break
+				}
 				if err := s.c.dele(m.num); err != nil {
 					stopErr = err
 					break
@@ -260,6 +264,10 @@ func (s *pop3Session) poll(ctx context.Context) error {
 			pending = 0
 		}
 		if del {
+			if !s.r.mayDestroy() {
+				stopErr = errLeaseLost
+				break
+			}
 			// Takes effect only at QUIT, after the state is saved.
 			if err := s.c.dele(m.num); err != nil {
 				stopErr = err
@@ -269,6 +277,15 @@ func (s *pop3Session) poll(ctx context.Context) error {
 	}
 	if err := s.save(ctx, have, skip); err != nil {
 		return err
+	}
+	if del && !s.r.mayDestroy() {
+		// Another node holds a higher lease epoch: leave without QUIT so
+		// the server commits none of our DELEs.
+		s.close()
+		if stopErr == nil {
+			stopErr = errLeaseLost
+		}
+		return stopErr
 	}
 	if stopErr != nil {
 		// Still commit the DELEs of messages archived so far; a broken

@@ -256,9 +256,11 @@ func TestPOP3DeleteModeKeepsFailed(t *testing.T) {
 	src.Mode = "delete"
 	m, _, _ := startManager(t, []config.Source{src}, arc, st, testOptions())
 	waitFor(t, "prefix deleted", 10*time.Second, func() bool { return srv.count() == 3 && arc.count() == 5 })
-	if s := statusOf(m, "p"); s.State != "error" && !strings.Contains(s.LastError, "unavailable") {
-		t.Errorf("status = %+v", s)
-	}
+	// The poll fails after its QUIT: wait for the failure to be recorded.
+	waitFor(t, "error state", 10*time.Second, func() bool {
+		s := statusOf(m, "p")
+		return s.State == "error" && strings.Contains(s.LastError, "unavailable")
+	})
 	failing.Store(false)
 	waitFor(t, "all archived and deleted", 10*time.Second, func() bool { return srv.count() == 0 && arc.count() == 8 })
 	// The next poll forgets UIDLs no longer on the server.
