@@ -20,14 +20,9 @@ check:
 	$(GO) vet -tags $(TAGS) ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -tags $(TAGS) ./...
 
-# Runs every fuzz target for FUZZTIME each.
+# Runs every fuzz target for FUZZTIME each (see scripts/fuzz.sh).
 fuzz:
-	@set -e; for pkg in $$($(GO) list -tags $(TAGS) ./...); do \
-	  for f in $$($(GO) test -tags $(TAGS) -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "== $$pkg $$f"; \
-	    $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
-	  done; \
-	done
+	FUZZTIME=$(FUZZTIME) TAGS=$(TAGS) scripts/fuzz.sh
 
 bench:
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 1x $(PKGS)
