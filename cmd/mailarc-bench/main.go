@@ -42,8 +42,10 @@ func main() {
 		err = benchIngest(*bin, *corpus, *clients)
 	case "smtp":
 		err = benchSMTP(*bin, *corpus, flag.Args()[1:])
+	case "index", "amplify":
+		err = benchIndex(what, *bin, *corpus, flag.Args()[1:])
 	default:
-		err = fmt.Errorf("unknown benchmark %q (want ingest or smtp)", what)
+		err = fmt.Errorf("unknown benchmark %q (want ingest, smtp, index or amplify)", what)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailarc-bench:", err)

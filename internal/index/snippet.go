@@ -30,6 +30,16 @@ func newFolder() *folder {
 }
 
 func (f *folder) fold(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii { // nothing to decompose: lowercasing is the whole fold
+		return strings.ToLower(s)
+	}
 	out, _, err := transform.String(f.t, strings.ToLower(s))
 	if err != nil {
 		return strings.ToLower(s)
@@ -40,25 +50,47 @@ func (f *folder) fold(s string) string {
 // tokenize splits rs into tokens the way the index sees them: runs of
 // letters and digits, with each CJK character a token of its own.
 func tokenize(rs []rune, f *folder) []snipTok {
-	var toks []snipTok
-	for i := 0; i < len(rs); {
-		r := rs[i]
-		switch {
-		case isCJK(r):
-			toks = append(toks, snipTok{span{i, i + 1}, string(r)})
-			i++
-		case isTokenRune(r):
-			j := i
-			for j < len(rs) && isTokenRune(rs[j]) && !isCJK(rs[j]) {
-				j++
-			}
-			toks = append(toks, snipTok{span{i, j}, f.fold(string(rs[i:j]))})
-			i = j
-		default:
-			i++
+	l := &lazyToks{rs: rs, f: f}
+	for i := 0; ; i++ {
+		if _, ok := l.get(i); !ok {
+			return l.toks
 		}
 	}
-	return toks
+}
+
+// lazyToks tokenizes rs on demand, so that Snippet stops folding once the
+// rest of a long text can no longer reach the snippet window.
+type lazyToks struct {
+	rs   []rune
+	f    *folder
+	pos  int // next rune to scan
+	toks []snipTok
+}
+
+// get returns token i, tokenizing up to it; false when rs has fewer tokens.
+func (l *lazyToks) get(i int) (snipTok, bool) {
+	for len(l.toks) <= i {
+		rs := l.rs
+		for l.pos < len(rs) && !isCJK(rs[l.pos]) && !isTokenRune(rs[l.pos]) {
+			l.pos++
+		}
+		if l.pos >= len(rs) {
+			return snipTok{}, false
+		}
+		s := l.pos
+		if isCJK(rs[s]) {
+			l.toks = append(l.toks, snipTok{span{s, s + 1}, string(rs[s])})
+			l.pos++
+			continue
+		}
+		j := s
+		for j < len(rs) && isTokenRune(rs[j]) && !isCJK(rs[j]) {
+			j++
+		}
+		l.toks = append(l.toks, snipTok{span{s, j}, l.f.fold(string(rs[s:j]))})
+		l.pos = j
+	}
+	return l.toks[i], true
 }
 
 // Snippet returns up to maxLen runes (DefaultSnippetLen when maxLen <= 0)
@@ -90,16 +122,27 @@ func Snippet(text string, q *query.Query, maxLen int, mark [2]string) string {
 	}
 	var hits []span
 	if len(terms) > 0 {
-		toks := tokenize(rs, f)
-		for i := 0; i < len(toks); {
+		toks := &lazyToks{rs: rs, f: f}
+		for i := 0; ; {
+			first, ok := toks.get(i)
+			// Hits that start a window length after the first one cannot
+			// be in the snippet: stop there.
+			if !ok || len(hits) > 0 && first.start >= hits[0].start+maxLen {
+				break
+			}
 			best := 0
 			for k, words := range terms {
-				if len(words) <= best || i+len(words) > len(toks) {
+				if len(words) <= best {
 					continue
 				}
 				ok := true
 				for j, w := range words {
-					got := toks[i+j].folded
+					t, has := toks.get(i + j)
+					if !has {
+						ok = false
+						break
+					}
+					got := t.folded
 					if got != w && !(prefix[k] && j == len(words)-1 && strings.HasPrefix(got, w)) {
 						ok = false
 						break
@@ -113,7 +156,7 @@ func Snippet(text string, q *query.Query, maxLen int, mark [2]string) string {
 				i++
 				continue
 			}
-			hits = append(hits, span{toks[i].start, toks[i+best-1].end})
+			hits = append(hits, span{first.start, toks.toks[i+best-1].end})
 			i += best
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailarc/mailarc/internal/archive"
@@ -76,21 +77,39 @@ func (s *searcher) Search(ctx context.Context, req web.SearchRequest) (web.Searc
 		out.Messages = append(out.Messages, web.SearchHit{
 			ID: m.ID, Date: m.Date, From: m.From, To: nonNil(m.To), Cc: nonNil(m.Cc), Subject: m.Subject,
 			Size: m.Size, Attachments: nonNilAtt(m.Attachments), Origin: nonNil(m.Origins),
-			Snippet: s.snippet(ctx, m, q),
 		})
 	}
+	// Snippets need each message read, decompressed and parsed: build them
+	// in parallel (a page is at most 1000 hits, usually 50).
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, snippetWorkers)
+	for i := range out.Messages {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out.Messages[i].Snippet = s.snippet(ctx, out.Messages[i].ID, q)
+		}()
+	}
+	wg.Wait()
 	out.TookMS = float64(time.Since(start).Microseconds()) / 1000
 	return out, nil
 }
 
+// snippetWorkers bounds the goroutines building one page's snippets.
+const snippetWorkers = 4
+
+// snippetTextBytes caps the text parsed per hit for its snippet.
+const snippetTextBytes = 64 << 10
+
 // snippet builds an HTML-escaped excerpt of the message text with each hit
 // wrapped in <mark>.
-func (s *searcher) snippet(ctx context.Context, m *catalog.Message, q *query.Query) string {
-	raw, err := s.arch.Raw(ctx, m.ID)
+func (s *searcher) snippet(ctx context.Context, id string, q *query.Query) string {
+	raw, err := s.arch.Raw(ctx, id)
 	if err != nil {
 		return ""
 	}
-	p := message.Parse(raw, message.Options{Arrival: m.Arrival, MaxTextBytes: 256 << 10})
+	p := message.Parse(raw, message.Options{MaxTextBytes: snippetTextBytes})
 	text := p.Text
 	if strings.TrimSpace(text) == "" && len(p.HTML) > 0 {
 		text = extract.HTMLToText(p.HTML[0])
