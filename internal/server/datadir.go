@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mailarc/mailarc/internal/fsutil"
 )
 
 // markerName is the file whose presence proves a data directory holds a
@@ -96,7 +98,7 @@ func (d *DataDir) checkMarker() error {
 	}
 	d.Marker = Marker{Format: 1, Instance: hex.EncodeToString(id), Created: time.Now().UTC().Truncate(time.Second)}
 	b, _ = json.MarshalIndent(d.Marker, "", "  ")
-	return writeFileAtomic(mp, append(b, '\n'), 0o640)
+	return fsutil.WriteFileAtomic(mp, append(b, '\n'), 0o640)
 }
 
 // Close releases the lock.
@@ -112,39 +114,4 @@ func (d *DataDir) Close() error {
 // Join returns a path inside the data directory.
 func (d *DataDir) Join(elem ...string) string {
 	return filepath.Join(append([]string{d.Path}, elem...)...)
-}
-
-// writeFileAtomic writes via a temporary file, fsync, rename and directory fsync.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	df, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer df.Close()
-	return df.Sync()
 }
