@@ -42,10 +42,12 @@ func main() {
 		err = benchIngest(*bin, *corpus, *clients)
 	case "smtp":
 		err = benchSMTP(*bin, *corpus, flag.Args()[1:])
+	case "mirror":
+		err = benchMirror(*bin, *corpus, flag.Args()[1:])
 	case "index", "amplify":
 		err = benchIndex(what, *bin, *corpus, flag.Args()[1:])
 	default:
-		err = fmt.Errorf("unknown benchmark %q (want ingest, smtp, index or amplify)", what)
+		err = fmt.Errorf("unknown benchmark %q (want ingest, smtp, mirror, index or amplify)", what)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailarc-bench:", err)

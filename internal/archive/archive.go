@@ -368,10 +368,15 @@ func (a *Archive) OnCommit(f func()) {
 	a.onCommit.Store(&fs)
 }
 
-// Busy reports whether ingest is under sustained load: more than 100
-// messages committed in the current second. The indexer backs off then.
+// busyRate is the commit rate (messages per second) above which ingest
+// counts as a burst and the indexer yields. A steady site rate well below
+// it keeps the index fresh.
+const busyRate = 500
+
+// Busy reports whether ingest is bursting: more than busyRate messages
+// committed in the current second. The indexer backs off then.
 func (a *Archive) Busy() bool {
-	return a.window.Load() >= a.opt.Now().Unix()-1 && a.recent.Load() > 100
+	return a.window.Load() >= a.opt.Now().Unix()-1 && a.recent.Load() > busyRate
 }
 
 // Get returns a message's catalog record.

@@ -84,6 +84,9 @@ func (s *searcher) Search(ctx context.Context, req web.SearchRequest) (web.Searc
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, snippetWorkers)
 	for i := range out.Messages {
+		if req.NoSnippets {
+			break
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {

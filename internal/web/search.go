@@ -19,6 +19,9 @@ type SearchRequest struct {
 	Offset int
 	Sort   string // "date" (oldest first), "-date" (newest first, default), "relevance"
 	User   *auth.User
+	// NoSnippets skips building snippets (each needs the stored message
+	// read and parsed); for scripts that only want ids and metadata.
+	NoSnippets bool
 }
 
 // SearchHit is one result (DESIGN §5 search response).
@@ -58,7 +61,7 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 		return errf(http.StatusServiceUnavailable, "unavailable", "search is not available on this node")
 	}
 	q := r.URL.Query()
-	req := SearchRequest{Query: q.Get("q"), Limit: 50, Sort: q.Get("sort"), User: userFrom(r)}
+	req := SearchRequest{Query: q.Get("q"), Limit: 50, Sort: q.Get("sort"), User: userFrom(r), NoSnippets: q.Get("snippets") == "false"}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
