@@ -253,7 +253,10 @@ func benchMirror(bin, corpus string, args []string) error {
 		sw.Add(1)
 		go func() {
 			defer sw.Done()
-			m := append([]byte(fmt.Sprintf("X-Lag: %s\r\nSubject: %s %d\r\n", token, token, i)), msgs[i%len(msgs)]...)
+			// A current Date first (the parser takes the first), so the
+			// newest-first search on B lists the run's newest messages.
+			m := append([]byte(fmt.Sprintf("Date: %s\r\nX-Lag: %s\r\nSubject: %s %d\r\n",
+				time.Now().UTC().Format(time.RFC1123Z), token, token, i)), msgs[i%len(msgs)]...)
 			var out struct{ ID string }
 			if err := call("POST", "http://"+a.http+"/api/v1/messages", m, &out); err != nil {
 				firstErr.CompareAndSwap(nil, err)
