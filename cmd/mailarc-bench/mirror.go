@@ -128,7 +128,9 @@ func benchMirror(bin, corpus string, args []string) error {
 		return err
 	}
 
-	// Phase 1: backlog on A while B is down.
+	// Phase 1: backlog on A while B is down (also the single-node ingest
+	// rate of the same run, 16 API clients, for the ratio).
+	t00 := time.Now()
 	var next atomic.Int64
 	var bytesTotal atomic.Int64
 	var wg sync.WaitGroup
@@ -155,6 +157,7 @@ func benchMirror(bin, corpus string, args []string) error {
 	if e := firstErr.Load(); e != nil {
 		return e.(error)
 	}
+	ingestRate := float64(*backlog) / time.Since(t00).Seconds()
 	fmt.Printf("mirror benchmark: corpus %s, backlog %d messages (%.1f MB) on arc-a\n\n", corpus, *backlog, float64(bytesTotal.Load())/1e6)
 
 	type status struct {
@@ -197,8 +200,29 @@ func benchMirror(bin, corpus string, args []string) error {
 	el := time.Since(t0).Seconds()
 	fmt.Println("| measurement | result |")
 	fmt.Println("|---|---|")
+	fmt.Printf("| single-node ingest on arc-a building the backlog (16 API clients, B down) | **%.0f msgs/s** |\n", ingestRate)
 	fmt.Printf("| drain of a %d-message backlog (B started → A's queue for B is 0 and B holds all; includes B's start) | %.1f s, **%.0f msgs/s**, %.1f MB/s |\n",
 		*backlog, el, float64(*backlog)/el, float64(bytesTotal.Load())/1e6/el)
+	fmt.Printf("| drain rate / single-node ingest rate | **%.0f%%** |\n", 100*float64(*backlog)/el/ingestRate)
+
+	// B indexes the backlog after storing it; the steady-state lag is
+	// measured once that is done.
+	t1 := time.Now()
+	for {
+		var st struct {
+			Index struct {
+				LagMessages int64 `json:"lag_messages"`
+			}
+		}
+		if err := call("GET", "http://"+b.http+"/api/v1/status", nil, &st); err == nil && st.Index.LagMessages == 0 {
+			break
+		}
+		if time.Since(t1) > 20*time.Minute {
+			return fmt.Errorf("arc-b did not finish indexing the backlog")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Printf("| arc-b indexing the drained backlog after it was stored | %.1f s more |\n", time.Since(t1).Seconds())
 
 	// Phase 2: steady rate on A; time from A's acknowledgement until the
 	// message is found by search on B.
