@@ -3,6 +3,8 @@ package archive
 import (
 	"errors"
 	"time"
+
+	"github.com/mailarc/mailarc/internal/catalog"
 )
 
 // Origin describes where a message came from and the envelope it arrived
@@ -46,3 +48,19 @@ var (
 	ErrUnavailable  = errors.New("archive: temporarily unavailable")
 	ErrNotFound     = errors.New("archive: message not found")
 )
+
+// Catalog records, re-exported so that the adapters around the core (the
+// mirror, the HTTP layer) reach catalog data through archive without
+// importing the catalog package (DESIGN §4).
+type (
+	// Message is a message's catalog record.
+	Message = catalog.Message
+	// Attachment is listing metadata of one attachment.
+	Attachment = catalog.Attachment
+	// Catalog is the metadata database, for adapters that keep their own
+	// tables in it (the mirror's cursors and anti-entropy state).
+	Catalog = catalog.Catalog
+)
+
+// ErrCatalogNotFound is the catalog's not-found error.
+var ErrCatalogNotFound = catalog.ErrNotFound

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mailarc/mailarc/internal/archive"
-	"github.com/mailarc/mailarc/internal/catalog"
 )
 
 // ErrUnknownPeer is returned for a peer name not in [[mirror.peers]].
@@ -525,7 +524,7 @@ func (m *Mirror) aePush(ctx context.Context, ps *pass, ids []string) error {
 			return err
 		}
 		ids = ids[n:]
-		items := make([]*catalog.Message, 0, len(msgs))
+		items := make([]*archive.Message, 0, len(msgs))
 		for _, mm := range msgs {
 			items = append(items, mm)
 		}
@@ -821,7 +820,7 @@ func (a *aeServer) handle(ctx context.Context, w *writer, f frame) error {
 // cannot be sent (purged here, not held, damaged, temporarily unreadable).
 func (m *Mirror) encodeHeld(ctx context.Context, id string) ([]byte, byte, string) {
 	it, err := m.cat.Get(ctx, id)
-	if errors.Is(err, catalog.ErrNotFound) {
+	if errors.Is(err, archive.ErrCatalogNotFound) {
 		if t, err := m.cat.IsTombstoned(ctx, []string{id}); err == nil && t[id] {
 			return nil, resPurged, ""
 		}

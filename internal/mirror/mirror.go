@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailarc/mailarc/internal/archive"
-	"github.com/mailarc/mailarc/internal/catalog"
 )
 
 // PeerConfig is one configured peer ([[mirror.peers]]).
@@ -107,7 +106,7 @@ func LoadSecrets(path string) ([][]byte, error) {
 type Mirror struct {
 	cfg   Config
 	arch  *archive.Archive
-	cat   *catalog.Catalog
+	cat   *archive.Catalog
 	tab   *tables
 	log   *slog.Logger
 	met   *metrics

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/mailarc/mailarc/internal/archive"
-	"github.com/mailarc/mailarc/internal/catalog"
 )
 
 // errRetryItems means the peer answered retry for some item.
@@ -200,7 +199,7 @@ func (m *Mirror) liveLoop(ctx context.Context, p *peer, s *session) error {
 }
 
 // pushable reports whether a message has a non-peer origin (or none).
-func pushable(m *catalog.Message) bool {
+func pushable(m *archive.Message) bool {
 	if len(m.Origins) == 0 {
 		return true
 	}
@@ -216,7 +215,7 @@ func pushable(m *catalog.Message) bool {
 // a result for each. done[i] is true when item i needs no further push
 // (not pushable, have, stored, purged, parked); retry is true when the peer
 // asked for a retry of some item.
-func (m *Mirror) pushBatch(ctx context.Context, p *peer, s *session, items []*catalog.Message) (done []bool, retry bool, err error) {
+func (m *Mirror) pushBatch(ctx context.Context, p *peer, s *session, items []*archive.Message) (done []bool, retry bool, err error) {
 	done, _, retry, err = m.pushItems(ctx, p, s, items, false)
 	return done, retry, err
 }
@@ -224,7 +223,7 @@ func (m *Mirror) pushBatch(ctx context.Context, p *peer, s *session, items []*ca
 // pushItems is pushBatch; with force it also pushes messages that reached
 // this node from peers (anti-entropy), and purged[i] reports the items the
 // peer answered purged (tombstoned there).
-func (m *Mirror) pushItems(ctx context.Context, p *peer, s *session, items []*catalog.Message, force bool) (done, purged []bool, retry bool, err error) {
+func (m *Mirror) pushItems(ctx context.Context, p *peer, s *session, items []*archive.Message, force bool) (done, purged []bool, retry bool, err error) {
 	done = make([]bool, len(items))
 	purged = make([]bool, len(items))
 	var query []byte
@@ -390,7 +389,7 @@ func (m *Mirror) pushItems(ctx context.Context, p *peer, s *session, items []*ca
 // preparePut reads, checks and compresses one message. When ok is false
 // the message is not sent: parked is true when it was parked (gone or
 // damaged locally), false after a read error worth retrying.
-func (m *Mirror) preparePut(ctx context.Context, p *peer, it *catalog.Message) (payload []byte, ok, parked bool) {
+func (m *Mirror) preparePut(ctx context.Context, p *peer, it *archive.Message) (payload []byte, ok, parked bool) {
 	data, err := m.arch.Raw(ctx, it.ID)
 	if errors.Is(err, archive.ErrNotFound) {
 		m.parkLocal(ctx, p, it, "blob missing locally (run mailarc verify)")
@@ -409,7 +408,7 @@ func (m *Mirror) preparePut(ctx context.Context, p *peer, it *catalog.Message) (
 	return encodePut(sum, meta, m.enc.EncodeAll(data, nil)), true, false
 }
 
-func (m *Mirror) parkLocal(ctx context.Context, p *peer, it *catalog.Message, reason string) {
+func (m *Mirror) parkLocal(ctx context.Context, p *peer, it *archive.Message, reason string) {
 	m.log.Error("mirror: cannot push a message; parked", "peer", p.cfg.Name, "id", it.ID, "reason", reason)
 	if err := m.tab.park(context.WithoutCancel(ctx), p.cfg.Name, it.ID, it.Seq, reason); err != nil {
 		m.log.Error("mirror: parking", "err", err)

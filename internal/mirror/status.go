@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mailarc/mailarc/internal/catalog"
+	"github.com/mailarc/mailarc/internal/archive"
 )
 
 // PeerStatus is one entry of peers[] in /api/v1/status.
@@ -76,7 +76,7 @@ func (m *Mirror) Status(ctx context.Context) ([]PeerStatus, error) {
 // OfflineStatus reports peers from the catalog alone, for a node that is
 // not running (`mailarc peers --data DIR`): state is "offline" and
 // last_error says the node is not serving.
-func OfflineStatus(ctx context.Context, cat *catalog.Catalog, peers []PeerConfig) ([]PeerStatus, error) {
+func OfflineStatus(ctx context.Context, cat *archive.Catalog, peers []PeerConfig) ([]PeerStatus, error) {
 	t, err := openTables(ctx, cat)
 	if err != nil {
 		return nil, err
@@ -93,7 +93,7 @@ func OfflineStatus(ctx context.Context, cat *catalog.Catalog, peers []PeerConfig
 	return out, nil
 }
 
-func peerStatus(ctx context.Context, cat *catalog.Catalog, t *tables, p PeerConfig) (PeerStatus, error) {
+func peerStatus(ctx context.Context, cat *archive.Catalog, t *tables, p PeerConfig) (PeerStatus, error) {
 	st := PeerStatus{Name: p.Name, URL: p.URL}
 	var err error
 	if st.Cursor, err = cat.PeerCursor(ctx, p.Name); err != nil {

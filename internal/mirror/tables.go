@@ -5,9 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/mailarc/mailarc/internal/archive"
 	"time"
-
-	"github.com/mailarc/mailarc/internal/catalog"
 )
 
 // migrations are the mirror's own catalog tables (component "mirror").
@@ -30,11 +29,11 @@ var migrations = []string{
 
 // tables wraps the mirror's catalog tables.
 type tables struct {
-	cat  *catalog.Catalog
+	cat  *archive.Catalog
 	w, r *sql.DB
 }
 
-func openTables(ctx context.Context, cat *catalog.Catalog) (*tables, error) {
+func openTables(ctx context.Context, cat *archive.Catalog) (*tables, error) {
 	if err := cat.Migrate(ctx, "mirror", migrations); err != nil {
 		return nil, err
 	}
@@ -84,7 +83,7 @@ func (t *tables) parkedCount(ctx context.Context, peer string) (int64, error) {
 // Repair forgets the pinned certificate of peer, so the next successful
 // authentication pins the peer's current certificate (`mailarc peers
 // repair NAME`). It reports whether a pin existed.
-func Repair(ctx context.Context, cat *catalog.Catalog, peer string) (bool, error) {
+func Repair(ctx context.Context, cat *archive.Catalog, peer string) (bool, error) {
 	t, err := openTables(ctx, cat)
 	if err != nil {
 		return false, err

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/audit"
-	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/export"
 	"github.com/mailarc/mailarc/internal/governance"
 	"github.com/mailarc/mailarc/internal/query"
@@ -70,7 +70,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	}
 	src := &export.IndexSource{
 		Index: s.d.Index, Catalog: s.d.Archive.Catalog(), RawFunc: s.d.Archive.Raw, Query: q,
-		Visible: func(m *catalog.Message) bool { return CanSee(u, m) },
+		Visible: func(m *archive.Message) bool { return CanSee(u, m) },
 	}
 	if !u.SeesAll() {
 		src.Addresses = append([]string{}, u.Addresses...)

@@ -13,7 +13,6 @@ import (
 	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/auth"
-	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/message"
 )
 
@@ -55,7 +54,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) error {
 
 // loadVisible returns the message if the caller may see it; another user's
 // message answers 404, exactly like an unknown id.
-func (s *Server) loadVisible(r *http.Request) (*catalog.Message, error) {
+func (s *Server) loadVisible(r *http.Request) (*archive.Message, error) {
 	id := r.PathValue("id")
 	if !message.ValidID(id) {
 		return nil, errf(http.StatusBadRequest, "bad_id", "a message id is 64 lowercase hex digits")
@@ -76,14 +75,14 @@ func (s *Server) loadVisible(r *http.Request) (*catalog.Message, error) {
 // loadReport serves a journal report blob (listed in a message's
 // journal_reports) to whoever may see one of the messages unwrapped from it.
 // The record returned describes the report itself.
-func (s *Server) loadReport(r *http.Request, id string) (*catalog.Message, error) {
+func (s *Server) loadReport(r *http.Request, id string) (*archive.Message, error) {
 	owners, err := s.d.Archive.Catalog().ReportOwners(r.Context(), id)
 	if err != nil {
 		return nil, err
 	}
 	for _, o := range owners {
 		if CanSee(userFrom(r), o) {
-			return &catalog.Message{ID: id, Subject: "journal report of " + o.ID, Arrival: o.Arrival}, nil
+			return &archive.Message{ID: id, Subject: "journal report of " + o.ID, Arrival: o.Arrival}, nil
 		}
 	}
 	return nil, archive.ErrNotFound
@@ -92,7 +91,7 @@ func (s *Server) loadReport(r *http.Request, id string) (*catalog.Message, error
 // CanSee applies the per-user visibility rule to a catalog record: admins
 // and auditors see everything; a user sees a message where one of their
 // addresses is a sender or recipient (From, To, Cc or the envelope).
-func CanSee(u *auth.User, m *catalog.Message) bool {
+func CanSee(u *auth.User, m *archive.Message) bool {
 	if u == nil {
 		return false
 	}
@@ -138,7 +137,7 @@ type messageJSON struct {
 	Bcc         []string             `json:"bcc,omitempty"`
 	Subject     string               `json:"subject"`
 	MessageID   string               `json:"message_id"`
-	Attachments []catalog.Attachment `json:"attachments"`
+	Attachments []archive.Attachment `json:"attachments"`
 	Origins     []string             `json:"origins"`
 	Envelope    envelopeJSON         `json:"envelope"`
 	Reports     []string             `json:"journal_reports,omitempty"`
@@ -181,7 +180,7 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) error {
 	}
 	out.Bcc = m.Bcc
 	if out.Attachments == nil {
-		out.Attachments = []catalog.Attachment{}
+		out.Attachments = []archive.Attachment{}
 	}
 	for _, h := range p.Header {
 		out.Headers = append(out.Headers, headerJSON{h.Key, h.Value})

@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/auth"
-	"github.com/mailarc/mailarc/internal/catalog"
 )
 
 // SearchRequest is one search, already scoped to the caller.
@@ -33,7 +33,7 @@ type SearchHit struct {
 	Cc          []string             `json:"cc"`
 	Subject     string               `json:"subject"`
 	Size        int64                `json:"size"`
-	Attachments []catalog.Attachment `json:"attachments"`
+	Attachments []archive.Attachment `json:"attachments"`
 	Snippet     string               `json:"snippet"`
 	Origin      []string             `json:"origin"`
 }

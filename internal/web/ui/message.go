@@ -8,8 +8,8 @@ import (
 
 	"github.com/microcosm-cc/bluemonday"
 
+	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/audit"
-	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/message"
 	"github.com/mailarc/mailarc/internal/web"
 )
@@ -54,7 +54,7 @@ type messageData struct {
 
 // loadVisible returns the catalog record if the user may see it; another
 // user's message is reported exactly like an unknown one.
-func (h *Handler) loadVisible(r *http.Request, c *reqCtx) (*catalog.Message, error) {
+func (h *Handler) loadVisible(r *http.Request, c *reqCtx) (*archive.Message, error) {
 	id := r.PathValue("id")
 	if !message.ValidID(id) {
 		return nil, notFound()
