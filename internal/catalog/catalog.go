@@ -36,7 +36,7 @@ import (
 	"strings"
 	"time"
 
-	sqlite3 "github.com/mattn/go-sqlite3"
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
 // ErrNotFound is returned when a message or row does not exist.
@@ -560,12 +560,6 @@ func (c *Catalog) IsTombstoned(ctx context.Context, ids []string) (map[string]bo
 // tables in the catalog (auth, governance, mirror). Writes must go through
 // the writer.
 func (c *Catalog) DB() (writer, reader *sql.DB) { return c.w, c.r }
-
-// IsBusy reports whether err is SQLite's "database is locked/busy".
-func IsBusy(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked)
-}
 
 func placeholders(n int) string {
 	if n <= 0 {

@@ -6,36 +6,17 @@ import (
 	"compress/zlib"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/mailarc/mailarc/internal/testutil"
 )
 
 // corpusDir returns <repo root>/../shared/corpus, skipping the test when it
 // is absent (failing instead under MAILARC_INTEGRATION=1).
 func corpusDir(tb testing.TB) string {
 	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus")
-	if _, err := os.Stat(filepath.Join(c, "mime-edge")); err != nil {
-		if os.Getenv("MAILARC_INTEGRATION") == "1" {
-			tb.Fatalf("corpus not found at %s (MAILARC_INTEGRATION=1): %v", c, err)
-		}
-		tb.Skipf("corpus not found at %s; skipping corpus tests", c)
-	}
+	c := testutil.FindCorpus()
+	testutil.Require(tb, c != "" && testutil.FindCorpus("mime-edge") != "", "the shared corpus (../shared/corpus/mime-edge) is not present")
 	return c
 }
 

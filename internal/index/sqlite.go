@@ -466,3 +466,40 @@ func (s *SQLite) Matches(ctx context.Context, q *query.Query, ids []string) ([]s
 	}
 	return out, nil
 }
+
+// Scrub removes every trace of deleted documents from the database file:
+// the FTS5 table is optimised (merged into one segment, the old segments'
+// pages zeroed with secure_delete on) and the WAL, which still holds old
+// page images, is checkpointed and truncated. Retention purges call it so
+// purged words are really gone. Readers keep working meanwhile.
+func (s *SQLite) Scrub(ctx context.Context) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	c, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("index scrub: %w", err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+		return fmt.Errorf("index scrub: %w", err)
+	}
+	// The connection goes back to the pool afterwards: restore the default.
+	defer c.ExecContext(context.WithoutCancel(ctx), `PRAGMA secure_delete = FAST`) //nolint:errcheck
+	if _, err := c.ExecContext(ctx, `INSERT INTO fts(fts) VALUES('optimize')`); err != nil {
+		return fmt.Errorf("index scrub: optimize: %w", err)
+	}
+	for {
+		var busy, logFrames, done int
+		if err := c.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &done); err != nil {
+			return fmt.Errorf("index scrub: checkpoint: %w", err)
+		}
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("index scrub: readers kept the WAL busy: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

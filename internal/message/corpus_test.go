@@ -11,34 +11,16 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mailarc/mailarc/internal/testutil"
 )
 
 // corpusDir returns <repo root>/../shared/corpus/<sub>, skipping the test when
 // it is absent (failing instead when MAILARC_INTEGRATION=1).
 func corpusDir(tb testing.TB, sub string) string {
 	tb.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		tb.Fatalf("getwd: %v", err)
-	}
-	root := wd
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			tb.Fatalf("no go.mod above %s", wd)
-		}
-		root = parent
-	}
-	dir := filepath.Join(root, "..", "shared", "corpus", sub)
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("MAILARC_INTEGRATION") == "1" {
-			tb.Fatalf("corpus %s missing (MAILARC_INTEGRATION=1): %v", dir, err)
-		}
-		tb.Skipf("corpus %s not present; skipping (set up ../shared/corpus to run)", dir)
-	}
+	dir := testutil.FindCorpus(sub)
+	testutil.Require(tb, dir != "", "the shared corpus folder "+sub+" is not present")
 	return dir
 }
 

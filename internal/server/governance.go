@@ -2,9 +2,6 @@ package server
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
-	"net/url"
 	"sync"
 	"time"
 
@@ -67,35 +64,11 @@ func (n *Node) Governance(ctx context.Context) (*governance.Service, *audit.Log,
 	return gov, al, nil
 }
 
-// scrubIndex removes every trace of purged documents from index.db: the
-// FTS5 table is optimised (merged into one segment, the old segments freed
-// with secure_delete on, so their pages are zeroed) and the WAL, which
-// still holds old page images, is checkpointed and truncated. It uses its
-// own connection to the index file; the index package's connections keep
-// working meanwhile.
+// scrubIndex removes every trace of purged documents from index.db.
 func (n *Node) scrubIndex(ctx context.Context) error {
-	path := n.Dir.Join("index.db")
-	db, err := sql.Open("sqlite3", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_busy_timeout=30000&_secure_delete=on&_txlock=immediate")
-	if err != nil {
-		return fmt.Errorf("scrub index: %w", err)
+	ix, ok := n.Index.(interface{ Scrub(context.Context) error })
+	if !ok {
+		return nil
 	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, `INSERT INTO fts(fts) VALUES('optimize')`); err != nil {
-		return fmt.Errorf("scrub index: optimize: %w", err)
-	}
-	for {
-		var busy, logFrames, done int
-		if err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &done); err != nil {
-			return fmt.Errorf("scrub index: checkpoint: %w", err)
-		}
-		if busy == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("scrub index: readers kept the WAL busy: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return ix.Scrub(ctx)
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/mailarc/mailarc/internal/testutil"
 )
 
 // corpusDir finds ../shared/corpus relative to the repository root (the
@@ -16,26 +18,9 @@ import (
 // instead when MAILARC_INTEGRATION=1.
 func corpusDir(tb testing.TB) string {
 	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus")
-	if _, err := os.Stat(c); err != nil {
-		if os.Getenv("MAILARC_INTEGRATION") == "1" {
-			tb.Fatalf("corpus %s missing (MAILARC_INTEGRATION=1): %v", c, err)
-		}
-		return ""
+	c := testutil.FindCorpus()
+	if c == "" && testutil.Integration() {
+		tb.Fatal("the shared corpus is missing (MAILARC_INTEGRATION=1)")
 	}
 	return c
 }

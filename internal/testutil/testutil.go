@@ -45,6 +45,30 @@ func RepoRoot(t testing.TB) string {
 	}
 }
 
+// FindCorpus returns <repo root>/../shared/corpus joined with sub, or ""
+// when it is absent (or the working directory is outside the module).
+func FindCorpus(sub ...string) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+	p := filepath.Join(append([]string{dir, "..", "shared", "corpus"}, sub...)...)
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
+
 // Corpus returns the path of ../shared/corpus (relative to the repository
 // root), skipping the test when it is absent.
 func Corpus(t testing.TB) string {

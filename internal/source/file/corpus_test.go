@@ -8,31 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mailarc/mailarc/internal/testutil"
 )
 
 // corpusDir returns <repo root>/../shared/corpus/<sub>, or "" when it is
 // absent.
-func corpusDir(sub string) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "corpus", sub)
-	if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
-		return ""
-	}
-	return p
-}
+func corpusDir(sub string) string { return testutil.FindCorpus(sub) }
 
 // needCorpus returns the corpus folder sub, skipping the test when it is
 // absent (failing instead under MAILARC_INTEGRATION=1).

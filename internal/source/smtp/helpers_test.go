@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/textproto"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/testutil"
 )
 
 // ingestCall is one recorded Ingest call.
@@ -299,28 +299,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 func integration() bool { return os.Getenv("MAILARC_INTEGRATION") == "1" }
 
 // corpusDir returns <repo root>/../shared/corpus, or "" when absent.
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus")
-	if _, err := os.Stat(c); err != nil {
-		return ""
-	}
-	return c
-}
+func corpusDir(t testing.TB) string { return testutil.FindCorpus() }
 
 func msg(subject, body string) string {
 	return "From: a@example.com\r\nTo: journal@archive.test\r\nSubject: " + subject + "\r\n\r\n" + body + "\r\n"
