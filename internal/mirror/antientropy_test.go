@@ -103,6 +103,7 @@ func TestDigestDiff(t *testing.T) {
 func FuzzAEDecoders(f *testing.F) {
 	f.Add([]byte(`{"keys":["m","t","m.3","m.3.100","m.3.100.a","t.f","t.0e"]}`))
 	f.Add([]byte(`[{"k":"m.1","n":3,"x":"` + hexID(1) + `"}]`))
+	f.Add([]byte(`[{"k":"m.1","n":3,"x":"` + hexID(1) + `00"}]`)) // over-long digest once panicked hex.Decode
 	f.Add(make([]byte, 64))
 	f.Add([]byte(`{"keys":["m.-1.-1.0"]}`))
 	f.Add([]byte(`[{"name":"admin","updated":1,"deleted":true}]`))

@@ -177,6 +177,9 @@ type digest struct {
 
 func (d *digest) add(id string) {
 	var raw [32]byte
+	if len(id) != 2*len(raw) {
+		return
+	}
 	if _, err := hex.Decode(raw[:], []byte(id)); err != nil {
 		return
 	}
@@ -249,7 +252,10 @@ func decodeDigests(p []byte) (map[string]digest, error) {
 			return nil, err
 		}
 		var d digest
-		if n, err := hex.Decode(d.X[:], []byte(b.X)); err != nil || n != 32 || len(b.X) != 64 || b.N < 0 {
+		if len(b.X) != 2*len(d.X) || b.N < 0 {
+			return nil, fmt.Errorf("mirror: bad digest for bucket %q", b.K)
+		}
+		if n, err := hex.Decode(d.X[:], []byte(b.X)); err != nil || n != len(d.X) {
 			return nil, fmt.Errorf("mirror: bad digest for bucket %q", b.K)
 		}
 		d.N = b.N
