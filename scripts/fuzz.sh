@@ -10,10 +10,12 @@ set -uo pipefail
 FUZZTIME=${FUZZTIME:-20s}
 TAGS=${TAGS:-sqlite_fts5}
 status=0
-for pkg in $(go list -tags "$TAGS" ./...); do
-  for f in $(go test -tags "$TAGS" -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+# The module, then the patched go-smtp fork (a module of its own).
+for dir in . third_party/go-smtp; do
+ for pkg in $(cd "$dir" && go list -tags "$TAGS" ./...); do
+  for f in $(cd "$dir" && go test -tags "$TAGS" -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
     echo "== $pkg $f"
-    out=$(go test -tags "$TAGS" -run '^$' -fuzz "^$f\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1)
+    out=$(cd "$dir" && go test -tags "$TAGS" -run '^$' -fuzz "^$f\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1)
     rc=$?
     echo "$out" | tail -3
     if [ $rc -ne 0 ]; then
@@ -26,5 +28,6 @@ for pkg in $(go list -tags "$TAGS" ./...); do
       fi
     fi
   done
+ done
 done
 exit $status

@@ -163,7 +163,9 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 	}
 	req.id = message.ID(data)
 	req.data = data
-	p := message.Parse(data, message.Options{Arrival: arrival})
+	// The catalog needs header fields and the attachment list only; the
+	// indexer decodes the text later, off the acknowledgement path.
+	p := message.Parse(data, message.Options{Arrival: arrival, SkipText: true})
 	req.meta = catalog.NewMessage{
 		ID:          req.id,
 		Date:        p.Date,

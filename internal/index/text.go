@@ -39,7 +39,9 @@ func sanitize(s string) string {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
-	if !strings.ContainsFunc(s, isPrivateUse) {
+	// NUL is the only ASCII character to replace; the rune-by-rune search
+	// starts at the first non-ASCII byte (most mail is mostly ASCII).
+	if strings.IndexByte(s, 0) < 0 && !strings.ContainsFunc(s[firstNonASCII(s):], isPrivateUse) {
 		return s
 	}
 	return strings.Map(func(r rune) rune {
@@ -48,6 +50,17 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// firstNonASCII returns the index of the first byte of s that is not
+// ASCII, or len(s).
+func firstNonASCII(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return i
+		}
+	}
+	return len(s)
 }
 
 // hasToken reports whether s contains at least one token character.
@@ -65,7 +78,7 @@ func hasToken(s string) bool { return strings.ContainsFunc(s, isTokenRune) }
 // unigram and open reports that the caller must make it a prefix query
 // (it then matches any bigram starting with it, or the final unigram).
 func cjkPrep(s string, query bool) (out string, open bool) {
-	if !strings.ContainsFunc(s, isCJK) {
+	if !strings.ContainsFunc(s[firstNonASCII(s):], isCJK) {
 		return s, false
 	}
 	var b strings.Builder

@@ -110,6 +110,10 @@ type Options struct {
 	// MaxTextBytes caps Text plus HTML (nested messages included);
 	// DefaultMaxTextBytes when 0. Beyond it text is truncated.
 	MaxTextBytes int
+	// SkipText leaves Text and HTML empty and does not decode text parts:
+	// for callers that need only the header fields and the attachment list
+	// (the ingest path; the indexer parses again with text).
+	SkipText bool
 }
 
 // withDefaults fills zero fields.
@@ -543,7 +547,7 @@ func (p *parser) walkMultipart(st *msgState, typ string, params map[string]strin
 
 // bodyText decodes a text/plain or text/html body part.
 func (p *parser) bodyText(st *msgState, typ, charset string, cte int, body []byte, name string) {
-	if p.attachOnly {
+	if p.attachOnly || p.opt.SkipText {
 		return
 	}
 	data, _, bad := decodeBody(body, cte, true)

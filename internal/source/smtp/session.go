@@ -193,6 +193,9 @@ func (ss *session) deliver(r io.Reader) error {
 // timeout is extended.
 const readChunk = 32 << 10
 
+// unknownSizeHint is the first buffer size for a message sent without SIZE=.
+const unknownSizeHint = 64 << 10
+
 // readBody reads the dot-unstuffed message from r, at most MaxMessageSize
 // bytes, extending the read deadline by DataTimeout before every read.
 func (ss *session) readBody(r io.Reader) ([]byte, error) {
@@ -200,6 +203,8 @@ func (ss *session) readBody(r io.Reader) ([]byte, error) {
 	var b bytes.Buffer
 	if ss.size > 0 {
 		b.Grow(int(min(ss.size, limit, 4<<20)))
+	} else {
+		b.Grow(unknownSizeHint) // journal copies are mostly tens of kB: skip the small regrowths
 	}
 	p := make([]byte, readChunk)
 	for {

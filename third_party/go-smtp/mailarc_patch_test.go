@@ -1,0 +1,168 @@
+package smtp
+
+// Differential tests for mailarc's two patches (see MAILARC.md): the bulk
+// dataReader and lineLimitReader must behave exactly like upstream's
+// byte-at-a-time loops, kept here as the reference.
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+	"testing/iotest"
+)
+
+// refDotUnstuff is upstream v0.25.1's dataReader state machine run over a
+// whole input.
+func refDotUnstuff(in []byte, limit int64) ([]byte, error) {
+	const (
+		stateBeginLine = iota
+		stateDot
+		stateDotCR
+		stateCR
+		stateData
+		stateEOF
+	)
+	state := stateBeginLine
+	var out []byte
+	for _, c := range in {
+		if limit > 0 && int64(len(out)) >= limit {
+			return out, ErrDataTooLarge
+		}
+		switch state {
+		case stateBeginLine:
+			if c == '.' {
+				state = stateDot
+				continue
+			}
+			if c == '\r' {
+				state = stateCR
+				break
+			}
+			state = stateData
+		case stateDot:
+			if c == '\r' {
+				state = stateDotCR
+				continue
+			}
+			state = stateData
+		case stateDotCR:
+			if c == '\n' {
+				return out, nil
+			}
+			state = stateData
+		case stateCR:
+			if c == '\n' {
+				state = stateBeginLine
+				break
+			}
+			state = stateData
+		case stateData:
+			if c == '\r' {
+				state = stateCR
+			}
+		}
+		out = append(out, c)
+	}
+	if limit > 0 && int64(len(out)) >= limit {
+		return out, ErrDataTooLarge
+	}
+	return out, io.ErrUnexpectedEOF
+}
+
+func readAllData(in []byte, bufSize int, chunk int, limit int64) ([]byte, error) {
+	br := bufio.NewReaderSize(iotest.HalfReader(bytes.NewReader(in)), bufSize)
+	dr := &dataReader{r: br, limited: limit > 0, n: limit}
+	var out []byte
+	p := make([]byte, chunk)
+	for {
+		n, err := dr.Read(p)
+		out = append(out, p[:n]...)
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		if n == 0 && len(out) > len(in)+1 {
+			return out, errors.New("no progress")
+		}
+	}
+}
+
+func checkDataReader(t *testing.T, in []byte, bufSize, chunk int, limit int64) {
+	t.Helper()
+	want, wantErr := refDotUnstuff(in, limit)
+	got, err := readAllData(in, bufSize, chunk, limit)
+	if !errors.Is(err, wantErr) && !(wantErr == nil && err == nil) {
+		t.Fatalf("input %q (buf %d, chunk %d, limit %d): error %v, upstream %v", in, bufSize, chunk, limit, err, wantErr)
+	}
+	if wantErr == nil && !bytes.Equal(got, want) {
+		t.Fatalf("input %q (buf %d, chunk %d): got %q, upstream %q", in, bufSize, chunk, got, want)
+	}
+}
+
+func TestDataReaderMatchesUpstream(t *testing.T) {
+	for _, in := range []string{
+		"hello\r\n.\r\n",
+		"..dot\r\n.\r\n",
+		"a\rb\r\n\r\n.x\r\n.\r\n",
+		"no end",
+		".\r\n",
+		"line\r\n.\rx\r\n.\r\n",
+		string(bytes.Repeat([]byte("X"), 100000)) + "\r\n.\r\n",
+	} {
+		for _, bs := range []int{16, 17, 4096} {
+			for _, chunk := range []int{1, 3, 64, 32 << 10} {
+				checkDataReader(t, []byte(in), bs, chunk, 0)
+				checkDataReader(t, []byte(in), bs, chunk, 5)
+			}
+		}
+	}
+}
+
+func FuzzDataReader(f *testing.F) {
+	f.Add([]byte("a\r\n..b\r\n.\r\n"), uint8(16), uint8(7), uint8(0))
+	f.Add([]byte("x\r\r\n.\r\r\n.\r\n"), uint8(1), uint8(1), uint8(3))
+	f.Fuzz(func(t *testing.T, in []byte, bs, chunk, limit uint8) {
+		checkDataReader(t, in, 16+int(bs), 1+int(chunk), int64(limit))
+	})
+}
+
+func refLineLimit(in []byte, limit int) error {
+	cur := 0
+	for _, c := range in {
+		if c == '\n' {
+			cur = 0
+		}
+		cur++
+		if cur > limit {
+			return ErrTooLongLine
+		}
+	}
+	return nil
+}
+
+func FuzzLineLimitReader(f *testing.F) {
+	f.Add([]byte("abc\ndefgh\n"), uint8(4), uint8(3))
+	f.Add([]byte("\n\n\n"), uint8(1), uint8(1))
+	f.Fuzz(func(t *testing.T, in []byte, limit, chunk uint8) {
+		l := 1 + int(limit)
+		r := &lineLimitReader{R: bytes.NewReader(in), LineLimit: l}
+		p := make([]byte, 1+int(chunk))
+		var err error
+		for err == nil {
+			_, err = r.Read(p)
+		}
+		want := refLineLimit(in, l)
+		if want == nil && err != io.EOF || want != nil && err != want {
+			t.Fatalf("input %q limit %d chunk %d: %v, upstream %v", in, l, 1+int(chunk), err, want)
+		}
+		if want != nil {
+			if _, err := r.Read(p); err != ErrTooLongLine {
+				t.Fatalf("error not sticky: %v", err)
+			}
+		}
+	})
+}
