@@ -55,7 +55,13 @@ func sanitize(s string) string {
 // firstNonASCII returns the index of the first byte of s that is not
 // ASCII, or len(s).
 func firstNonASCII(s string) int {
-	for i := 0; i < len(s); i++ {
+	i := 0
+	for ; i+8 <= len(s); i += 8 { // eight bytes per test; found in the loop below
+		if (s[i]|s[i+1]|s[i+2]|s[i+3]|s[i+4]|s[i+5]|s[i+6]|s[i+7])&0x80 != 0 {
+			break
+		}
+	}
+	for ; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
 			return i
 		}

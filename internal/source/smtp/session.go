@@ -1,7 +1,6 @@
 package smtp
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -70,6 +69,8 @@ type session struct {
 	from    string
 	size    int64 // SIZE= declared at MAIL FROM
 	rcpts   []string
+
+	chunks [][]byte // readBody's reusable read buffers
 }
 
 var (
@@ -190,38 +191,61 @@ func (ss *session) deliver(r io.Reader) error {
 }
 
 // readChunk is how much message data one read may wait for before the data
-// timeout is extended.
+// timeout is extended; message data is collected in chunks of this size.
 const readChunk = 32 << 10
 
-// unknownSizeHint is the first buffer size for a message sent without SIZE=.
-const unknownSizeHint = 64 << 10
-
 // readBody reads the dot-unstuffed message from r, at most MaxMessageSize
-// bytes, extending the read deadline by DataTimeout before every read.
+// bytes, extending the read deadline by DataTimeout before every read. The
+// data lands in the session's reusable chunks and is copied once into a
+// slice of the exact size, so a message costs one allocation whatever its
+// size (a growing buffer cost several, plus their zeroing, under load).
 func (ss *session) readBody(r io.Reader) ([]byte, error) {
 	limit := ss.s.cfg.MaxMessageSize
-	var b bytes.Buffer
-	if ss.size > 0 {
-		b.Grow(int(min(ss.size, limit, 4<<20)))
-	} else {
-		b.Grow(unknownSizeHint) // journal copies are mostly tens of kB: skip the small regrowths
-	}
-	p := make([]byte, readChunk)
+	total := int64(0)
+	used := 0 // chunks of ss.chunks holding data; the last one may be partial
+	fill := 0 // bytes in the last used chunk
 	for {
+		if used == 0 || fill == readChunk {
+			if used == len(ss.chunks) {
+				ss.chunks = append(ss.chunks, make([]byte, readChunk))
+			}
+			used++
+			fill = 0
+		}
 		if ss.tc != nil {
 			_ = ss.tc.SetReadDeadline(time.Now().Add(ss.s.cfg.DataTimeout))
 		}
-		n, err := r.Read(p)
-		if int64(b.Len())+int64(n) > limit {
+		n, err := r.Read(ss.chunks[used-1][fill:])
+		if total+int64(n) > limit {
+			ss.dropChunks()
 			return nil, gosmtp.ErrDataTooLarge
 		}
-		b.Write(p[:n])
+		total += int64(n)
+		fill += n
 		if errors.Is(err, io.EOF) {
-			return b.Bytes(), nil
+			out := make([]byte, 0, total)
+			for i := range used - 1 {
+				out = append(out, ss.chunks[i]...)
+			}
+			out = append(out, ss.chunks[used-1][:fill]...)
+			ss.dropChunks()
+			return out, nil
 		}
 		if err != nil {
+			ss.dropChunks()
 			return nil, err
 		}
+	}
+}
+
+// maxKeptChunks bounds the chunk memory a session keeps between messages.
+const maxKeptChunks = 4
+
+// dropChunks releases chunks beyond maxKeptChunks after a large message.
+func (ss *session) dropChunks() {
+	if len(ss.chunks) > maxKeptChunks {
+		clear(ss.chunks[maxKeptChunks:])
+		ss.chunks = ss.chunks[:maxKeptChunks]
 	}
 }
 

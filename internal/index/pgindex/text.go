@@ -1,0 +1,423 @@
+package pgindex
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/mailarc/mailarc/internal/index"
+	"github.com/mailarc/mailarc/internal/query"
+)
+
+// Field codes: the first byte of every lexeme.
+const (
+	codeFrom    = 'f' // From and Sender
+	codeTo      = 't' // To and envelope recipients
+	codeCc      = 'c' // Cc
+	codeBcc     = 'b' // Bcc and envelope recipients
+	codeSubject = 's'
+	codeBody    = 'y'
+	codeAttach  = 'a' // attachment text
+	codeFname   = 'n' // attachment names and media types
+	codeTags    = 'g' // origins and has:attachment (special lexemes only)
+)
+
+var (
+	addrCodes = []byte{codeFrom, codeTo, codeCc, codeBcc}
+	textCodes = []byte{codeSubject, codeBody, codeAttach, codeFname}
+	allCodes  = []byte{codeFrom, codeTo, codeCc, codeBcc, codeSubject, codeBody, codeAttach, codeFname}
+)
+
+// fieldCode returns the code of a query field (0 for FieldAny).
+func fieldCode(f query.Field) byte {
+	switch f {
+	case query.FieldFrom:
+		return codeFrom
+	case query.FieldTo:
+		return codeTo
+	case query.FieldCc:
+		return codeCc
+	case query.FieldBcc:
+		return codeBcc
+	case query.FieldSubject:
+		return codeSubject
+	case query.FieldBody:
+		return codeBody
+	case query.FieldAttachment:
+		return codeAttach
+	case query.FieldFilename:
+		return codeFname
+	}
+	return 0
+}
+
+// weight is the tsvector weight label of a field, used by ts_rank (see
+// rankWeights): subject A, from B, file names C, the rest D.
+func weight(code byte) byte {
+	switch code {
+	case codeSubject:
+		return 'A'
+	case codeFrom:
+		return 'B'
+	case codeFname:
+		return 'C'
+	}
+	return 'D'
+}
+
+// rankWeights are the ts_rank weights of labels {D, C, B, A}; they follow
+// the SQLite index's BM25 column weights (1, 1.5, 2, 3) scaled to
+// PostgreSQL's range 0..1.
+const rankWeights = "{0.3333, 0.5, 0.6667, 1.0}"
+
+// Limits of PostgreSQL's tsvector.
+const (
+	maxPos       = 16383   // highest position; later positions are clamped to it
+	maxPositions = 256     // positions kept per lexeme
+	maxTokenLen  = 255     // bytes of a token kept (PostgreSQL allows 2047 per lexeme)
+	maxVecBytes  = 1 << 19 // target size of a tsvector (PostgreSQL's hard limit is 1 MiB)
+)
+
+// The functions below up to specialToken are copied from package index
+// (text.go), which does not export them: isCJK, cjkPrep and the address
+// helpers must behave identically for both indexes. TODO: share them from
+// an exported internal package once the index package can change.
+
+// isCJK reports whether r belongs to a script written without spaces
+// between words (Han, Hiragana, Katakana, Hangul). Such runs are indexed as
+// overlapping character bigrams, see cjkPrep.
+func isCJK(r rune) bool {
+	if r < 0x1100 {
+		return false
+	}
+	return r == 0x30FC || unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul)
+}
+
+// isMark reports whether r is a combining diacritical mark, which SQLite's
+// unicode61 tokenizer keeps inside a token and then removes.
+func isMark(r rune) bool { return r >= 0x300 && r <= 0x36F }
+
+// isTokenRune reports whether r belongs to a token: letters and numbers
+// (like unicode61 minus private-use characters, which the SQLite index
+// turns into spaces) and combining diacritical marks.
+func isTokenRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) || isMark(r) }
+
+// hasToken reports whether s contains at least one token character.
+func hasToken(s string) bool { return strings.ContainsFunc(s, isTokenRune) }
+
+// cjkPrep rewrites every run of CJK characters in s into its overlapping
+// bigrams followed by the run's last character as a unigram, each as its
+// own token: "東京都" -> " 東京 京都 都 ". Text without CJK characters is
+// returned unchanged.
+//
+// For query text (query=true) a run that ends the text (no token follows
+// it) is written as bigrams only, so that it may match the start of a
+// longer run in the document; a single-character final run is written as a
+// unigram and open reports that the caller must make it a prefix query.
+func cjkPrep(s string, query bool) (out string, open bool) {
+	if !strings.ContainsFunc(s, isCJK) {
+		return s, false
+	}
+	var b strings.Builder
+	b.Grow(len(s) * 3)
+	var run []rune
+	flush := func(last bool) {
+		if len(run) == 0 {
+			return
+		}
+		b.WriteByte(' ')
+		for i := 0; i+1 < len(run); i++ {
+			b.WriteRune(run[i])
+			b.WriteRune(run[i+1])
+			b.WriteByte(' ')
+		}
+		if !last || len(run) == 1 {
+			b.WriteRune(run[len(run)-1])
+			b.WriteByte(' ')
+			open = last
+		}
+		run = run[:0]
+	}
+	for i, r := range s {
+		if isCJK(r) {
+			run = append(run, r)
+			continue
+		}
+		if len(run) > 0 {
+			flush(query && !hasToken(s[i:]))
+		}
+		b.WriteRune(r)
+	}
+	flush(query)
+	return b.String(), open
+}
+
+// Special-token kinds, as in package index.
+const (
+	kindAddr   = 'a' // full address, "local@", "@domain" and each "@domain suffix"
+	kindOrigin = 'o' // origin and each of its colon-segment prefixes
+	kindTag    = 't' // "attachment" for has:attachment
+)
+
+// specialLexeme is the lexeme of an exact-match facet in the field with
+// the given code: code, '!', kind and 20 hex digits of SHA-256(kind +
+// lowercase value). Word lexemes never contain '!', so no word, phrase or
+// prefix query can match a special lexeme.
+func specialLexeme(code, kind byte, v string) string {
+	h := sha256.Sum256(append([]byte{kind}, strings.ToLower(v)...))
+	return string([]byte{code, '!', kind}) + hex.EncodeToString(h[:10])
+}
+
+// addrOf extracts the address from a "Name <addr>" or "addr" entry,
+// lowercased; "" when there is none.
+func addrOf(entry string) string {
+	if i := strings.LastIndexByte(entry, '<'); i >= 0 {
+		if j := strings.IndexByte(entry[i:], '>'); j > 0 {
+			return strings.ToLower(strings.TrimSpace(entry[i+1 : i+j]))
+		}
+	}
+	e := strings.TrimSpace(entry)
+	if strings.Contains(e, "@") && !strings.ContainsFunc(e, unicode.IsSpace) {
+		return strings.ToLower(e)
+	}
+	return ""
+}
+
+// addrForms returns the values indexed for one address: the full address,
+// "local@", and "@d" for the domain and each of its dot suffixes.
+func addrForms(addr string) []string {
+	forms := []string{addr}
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return forms
+	}
+	forms = append(forms, addr[:at+1])
+	dom := addr[at+1:]
+	for dom != "" {
+		forms = append(forms, "@"+dom)
+		dot := strings.IndexByte(dom, '.')
+		if dot < 0 {
+			break
+		}
+		dom = dom[dot+1:]
+	}
+	return forms
+}
+
+// foldRune lowercases r and removes its diacritics (é -> e), except in CJK
+// scripts (NFD would split Hangul syllables into jamo).
+func foldRune(r rune) rune {
+	r = unicode.ToLower(r)
+	if r < 0xC0 || isCJK(r) {
+		return r
+	}
+	var buf [16]byte
+	d := norm.NFD.AppendString(buf[:0], string(r))
+	base, n := utf8.DecodeRune(d)
+	if n == len(d) {
+		return r
+	}
+	for _, m := range string(d[n:]) {
+		if !unicode.Is(unicode.Mn, m) {
+			return r
+		}
+	}
+	return unicode.ToLower(base)
+}
+
+// tokens splits s into folded tokens: runs of token characters, lowercased,
+// diacritics removed, cut to maxTokenLen bytes. CJK runs must have been
+// rewritten by cjkPrep first.
+func tokens(s string) []string {
+	var out []string
+	var b strings.Builder
+	flush := func() {
+		if b.Len() > 0 {
+			out = append(out, b.String())
+			b.Reset()
+		}
+	}
+	for _, r := range s {
+		if !isTokenRune(r) {
+			flush()
+			continue
+		}
+		if isMark(r) {
+			continue
+		}
+		f := foldRune(r)
+		if b.Len()+utf8.RuneLen(f) <= maxTokenLen {
+			b.WriteRune(f)
+		}
+	}
+	flush()
+	return out
+}
+
+// queryTokens returns the tokens of query text and whether the last one
+// must be matched as a prefix because of an open CJK run.
+func queryTokens(text string) (toks []string, open bool) {
+	p, open := cjkPrep(text, true)
+	return tokens(p), open
+}
+
+// vecBuilder collects the lexemes of one document.
+type vecBuilder struct {
+	pos  map[string][]uint16 // lexeme -> positions (nil for special lexemes)
+	next map[byte]int        // next position per field code
+}
+
+func newVecBuilder() *vecBuilder {
+	return &vecBuilder{pos: map[string][]uint16{}, next: map[byte]int{}}
+}
+
+// words adds the tokens of text to the field with the given code, at
+// consecutive positions.
+func (v *vecBuilder) words(code byte, text string) {
+	p, _ := cjkPrep(text, false)
+	for _, tok := range tokens(p) {
+		n := v.next[code] + 1
+		v.next[code] = n
+		lex := string(code) + tok
+		ps := v.pos[lex]
+		if len(ps) >= maxPositions {
+			continue
+		}
+		q := uint16(min(n, maxPos))
+		if len(ps) > 0 && ps[len(ps)-1] == q {
+			continue
+		}
+		v.pos[lex] = append(ps, q)
+	}
+}
+
+// gap leaves a position free in a field, so no phrase spans it.
+func (v *vecBuilder) gap(code byte) { v.next[code]++ }
+
+// special adds a position-less special lexeme.
+func (v *vecBuilder) special(code, kind byte, value string) {
+	lex := specialLexeme(code, kind, value)
+	if _, ok := v.pos[lex]; !ok {
+		v.pos[lex] = nil
+	}
+}
+
+// addresses adds address entries to a field: the words of each entry (name
+// and address), its address forms as special lexemes, and a gap so that a
+// phrase cannot run from one entry into the next.
+func (v *vecBuilder) addresses(code byte, lists ...[]string) {
+	for _, l := range lists {
+		for _, e := range l {
+			if e == "" {
+				continue
+			}
+			v.words(code, e)
+			if a := addrOf(e); a != "" {
+				for _, f := range addrForms(a) {
+					v.special(code, kindAddr, f)
+				}
+			}
+			v.gap(code)
+		}
+	}
+}
+
+// docVector returns the tsvector literal of a document.
+func docVector(d *index.Document) string {
+	v := newVecBuilder()
+	v.addresses(codeFrom, d.From, d.Sender)
+	v.addresses(codeTo, d.To, d.Envelope)
+	v.addresses(codeCc, d.Cc)
+	v.addresses(codeBcc, d.Bcc, d.Envelope)
+	v.words(codeSubject, d.Subject)
+	v.words(codeBody, d.Body)
+	v.words(codeAttach, d.AttachmentText)
+	v.words(codeFname, strings.Join(append(slices.Clone(d.AttachmentNames), d.AttachmentTypes...), "\n"))
+	for _, o := range d.Origins {
+		for _, p := range query.OriginPrefixes(o) {
+			v.special(codeTags, kindOrigin, p)
+		}
+	}
+	if d.HasAttachment() {
+		v.special(codeTags, kindTag, "attachment")
+	}
+	return v.literal()
+}
+
+// vecSize estimates the stored size of the lexemes and positions.
+func (v *vecBuilder) vecSize() int {
+	n := 0
+	for lex, ps := range v.pos {
+		n += 4 + len(lex) + 1 + 2 + 2*len(ps)
+	}
+	return n
+}
+
+// literal renders the tsvector in PostgreSQL's input syntax. A document
+// whose vector would exceed maxVecBytes first loses the positions of its
+// body and attachment text (phrase queries there then match like AND),
+// then body and attachment lexemes in descending order until it fits.
+func (v *vecBuilder) literal() string {
+	lexes := make([]string, 0, len(v.pos))
+	for lex := range v.pos {
+		lexes = append(lexes, lex)
+	}
+	sort.Strings(lexes)
+	if size := v.vecSize(); size > maxVecBytes {
+		for _, lex := range lexes {
+			if c := lex[0]; (c == codeBody || c == codeAttach) && v.pos[lex] != nil {
+				size -= 2 * len(v.pos[lex])
+				v.pos[lex] = nil
+			}
+		}
+		for i := len(lexes) - 1; i >= 0 && size > maxVecBytes; i-- {
+			if c := lexes[i][0]; c == codeBody || c == codeAttach {
+				size -= 4 + len(lexes[i]) + 3
+				delete(v.pos, lexes[i])
+				lexes = slices.Delete(lexes, i, i+1)
+			}
+		}
+	}
+	var b strings.Builder
+	for i, lex := range lexes {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		writeQuoted(&b, lex)
+		ps := v.pos[lex]
+		w := weight(lex[0])
+		for j, p := range ps {
+			if j == 0 {
+				b.WriteByte(':')
+			} else {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.Itoa(int(p)))
+			b.WriteByte(w)
+		}
+	}
+	return b.String()
+}
+
+// writeQuoted writes a lexeme quoted for tsvector and tsquery input.
+func writeQuoted(b *strings.Builder, lex string) {
+	b.WriteByte('\'')
+	for i := 0; i < len(lex); i++ {
+		switch c := lex[i]; c {
+		case '\'':
+			b.WriteString("''")
+		case '\\':
+			b.WriteString(`\\`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('\'')
+}
