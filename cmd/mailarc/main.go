@@ -64,7 +64,10 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := cmd.run(ctx, os.Args[2:]); err != nil {
+	stopProfile := startCPUProfile()
+	err := cmd.run(ctx, os.Args[2:])
+	stopProfile()
+	if err != nil {
 		if err != errSilent {
 			fmt.Fprintf(os.Stderr, "mailarc %s: %v\n", os.Args[1], err)
 		}

@@ -74,6 +74,7 @@ type Indexer struct {
 	skippedN  atomic.Int64
 	batchSecs prometheus.Histogram
 	lastBatch time.Duration // duration of the last batch (Run's goroutine only)
+	ahead     chan prepared // the next batch being prepared, or nil (Run's or CatchUp's goroutine only)
 }
 
 // NewIndexer creates an Indexer; call Run to start it.
@@ -148,6 +149,7 @@ func (x *Indexer) Run(ctx context.Context) error {
 		wm, err = x.idx.Watermark(ctx)
 	}
 	x.watermark.Store(wm)
+	defer x.waitAhead()
 	backoff := time.Second
 	for {
 		n, err := x.step(ctx)
@@ -191,6 +193,7 @@ func (x *Indexer) CatchUp(ctx context.Context, progress func(done int)) error {
 		return err
 	}
 	x.watermark.Store(wm)
+	defer x.waitAhead()
 	done := 0
 	for {
 		n, err := x.step(ctx)
@@ -207,19 +210,79 @@ func (x *Indexer) CatchUp(ctx context.Context, progress func(done int)) error {
 	}
 }
 
+// prepared is a batch read from the feed and turned into documents.
+type prepared struct {
+	after   int64 // the watermark the batch was read after
+	changes []Change
+	docs    []Document
+	err     error
+}
+
 // step indexes one batch and returns how many changes it covered.
+//
+// Batches are pipelined: while batch N is written to the index (one
+// writer, the slowest stage), batch N+1 is read and built by the workers,
+// unless ingest is busy (then indexing yields, see IndexerOptions.Busy) or
+// batch N was not full (the feed is probably exhausted). A prefetched batch
+// is used only if it was read after the current watermark and is not
+// empty; otherwise it is read again, so a failed Add or a late change is
+// never skipped.
 func (x *Indexer) step(ctx context.Context) (int, error) {
 	wm := x.watermark.Load()
-	changes, err := x.feed.ChangesAfter(ctx, wm, x.opt.BatchSize)
-	if err != nil {
-		return 0, fmt.Errorf("index: read feed: %w", err)
+	var cur prepared
+	if x.ahead != nil {
+		cur = <-x.ahead
+		x.ahead = nil
 	}
-	if len(changes) == 0 {
+	if cur.after != wm || cur.err != nil || len(cur.changes) == 0 {
+		cur = x.prepare(ctx, wm)
+	}
+	if cur.err != nil {
+		return 0, cur.err
+	}
+	if len(cur.changes) == 0 {
 		x.oldest.Store(0)
 		return 0, nil
 	}
-	x.oldest.Store(changes[0].Arrival.UnixNano())
 	start := time.Now()
+	last := cur.changes[len(cur.changes)-1].MSeq
+	if len(cur.changes) >= x.opt.BatchSize && (x.opt.Busy == nil || !x.opt.Busy()) {
+		ahead := make(chan prepared, 1)
+		x.ahead = ahead
+		go func() { ahead <- x.prepare(ctx, last) }()
+	}
+	if err := x.idx.Add(ctx, cur.docs, last); err != nil {
+		return 0, fmt.Errorf("index: add batch: %w", err)
+	}
+	x.watermark.Store(last)
+	x.indexed.Add(float64(len(cur.docs)))
+	x.lastBatch = time.Since(start)
+	x.batchSecs.Observe(x.lastBatch.Seconds())
+	return len(cur.changes), nil
+}
+
+// waitAhead waits for a prefetch still running (so nothing reads the
+// store after Run or CatchUp returned) and drops its result.
+func (x *Indexer) waitAhead() {
+	if x.ahead != nil {
+		<-x.ahead
+		x.ahead = nil
+	}
+}
+
+// prepare reads the changes after wm and builds their documents with the
+// configured number of workers (one while ingest is busy).
+func (x *Indexer) prepare(ctx context.Context, wm int64) prepared {
+	b := prepared{after: wm}
+	changes, err := x.feed.ChangesAfter(ctx, wm, x.opt.BatchSize)
+	if err != nil {
+		b.err = fmt.Errorf("index: read feed: %w", err)
+		return b
+	}
+	if len(changes) == 0 {
+		return b
+	}
+	x.oldest.Store(changes[0].Arrival.UnixNano())
 	docs := make([]Document, len(changes))
 	errs := make([]error, len(changes))
 	var next atomic.Int64
@@ -243,22 +306,17 @@ func (x *Indexer) step(ctx context.Context) (int, error) {
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		b.err = err
+		return b
 	}
 	for i, err := range errs {
 		if err != nil {
-			return 0, fmt.Errorf("index: build document %s: %w", changes[i].ID, err)
+			b.err = fmt.Errorf("index: build document %s: %w", changes[i].ID, err)
+			return b
 		}
 	}
-	last := changes[len(changes)-1].MSeq
-	if err := x.idx.Add(ctx, docs, last); err != nil {
-		return 0, fmt.Errorf("index: add batch: %w", err)
-	}
-	x.watermark.Store(last)
-	x.indexed.Add(float64(len(docs)))
-	x.lastBatch = time.Since(start)
-	x.batchSecs.Observe(x.lastBatch.Seconds())
-	return len(changes), nil
+	b.changes, b.docs = changes, docs
+	return b
 }
 
 // build turns one change into a Document: parse the stored bytes, convert

@@ -18,7 +18,7 @@ type memFeed struct {
 	mu      sync.Mutex
 	changes []index.Change
 	raw     map[string][]byte
-	failAt  int64 // ChangesAfter fails once when asked for changes after this mseq
+	failAt  int64 // ChangesAfter fails when asked for changes after this mseq (until reset)
 }
 
 func (f *memFeed) add(id string, raw string, rcpt ...string) {
@@ -33,7 +33,6 @@ func (f *memFeed) ChangesAfter(ctx context.Context, after int64, limit int) ([]i
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failAt != 0 && after >= f.failAt {
-		f.failAt = 0
 		return nil, fmt.Errorf("simulated feed failure")
 	}
 	var out []index.Change
@@ -89,6 +88,9 @@ func TestIndexerResumesWithoutSkipsOrDoubles(t *testing.T) {
 		t.Fatal(err)
 	}
 	// "Restart": a new index handle and indexer resume from the watermark.
+	f.mu.Lock()
+	f.failAt = 0
+	f.mu.Unlock()
 	ix, err = index.OpenSQLite(path)
 	if err != nil {
 		t.Fatal(err)
