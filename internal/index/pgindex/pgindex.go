@@ -54,10 +54,11 @@
 //
 // PostgreSQL keeps at most 256 positions per lexeme and clamps positions
 // to 16383 per field: a phrase whose match lies beyond the 16383rd token
-// of a field, or uses a word's 257th occurrence, is not found. A document
-// whose tsvector would exceed 512 KiB loses the positions of its body and
-// attachment text (phrases there then match like AND), then lexemes of
-// those fields, until it fits (PostgreSQL's limit is 1 MiB).
+// of a field, or uses a word's 257th occurrence, is not found. A tsvector
+// may not exceed 1 MiB: a document whose vector would exceed 512 KiB (some
+// 40,000 distinct words in one field) is truncated, dropping the words of
+// its largest field in reverse order of first occurrence until it fits,
+// so its last distinct words are not found.
 package pgindex
 
 import (

@@ -195,12 +195,24 @@ func TestLongDocument(t *testing.T) {
 	body = append(body, " finalword"...)
 	long := doc(1, "long", string(body))
 	long.Subject = "long subject phrase"
-	if err := ix.Add(context.Background(), []index.Document{long}, 1); err != nil {
-		t.Fatalf("Add long document: %v", err)
+	// Not only the body: a huge subject must not make Add fail either.
+	huge := doc(2, "huge", "small body")
+	huge.Subject = string(body)
+	if err := ix.Add(context.Background(), []index.Document{long, huge}, 1); err != nil {
+		t.Fatalf("Add long documents: %v", err)
 	}
-	for _, q := range []string{"tok0", `"long subject phrase"`, "filler", "subject:long"} {
-		if got := mustSearch(t, ix, q); !slices.Equal(got, []string{"long"}) {
-			t.Errorf("%s: %v, want [long]", q, got)
+	for _, q := range []string{"tok0", `"long subject phrase"`, "body:filler", "subject:long", `"tok1 filler tok2"`} {
+		if got := mustSearch(t, ix, q); !slices.Contains(got, "long") {
+			t.Errorf("%s: %v, want long among them", q, got)
+		}
+	}
+	// Words first occurring beyond the size budget are not indexed.
+	if got := mustSearch(t, ix, "finalword"); len(got) != 0 {
+		t.Errorf("finalword: %v, want none (beyond the tsvector budget)", got)
+	}
+	for _, q := range []string{"subject:tok0", "subject:filler", `"small body"`} {
+		if got := mustSearch(t, ix, q); !slices.Equal(got, []string{"huge"}) {
+			t.Errorf("%s: %v, want [huge]", q, got)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -270,8 +269,9 @@ func queryTokens(text string) (toks []string, open bool) {
 
 // vecBuilder collects the lexemes of one document.
 type vecBuilder struct {
-	pos  map[string][]uint16 // lexeme -> positions (nil for special lexemes)
-	next map[byte]int        // next position per field code
+	pos   map[string][]uint16 // lexeme -> positions (nil for special lexemes)
+	order []string            // lexemes in order of first occurrence
+	next  map[byte]int        // next position per field code
 }
 
 func newVecBuilder() *vecBuilder {
@@ -286,7 +286,10 @@ func (v *vecBuilder) words(code byte, text string) {
 		n := v.next[code] + 1
 		v.next[code] = n
 		lex := string(code) + tok
-		ps := v.pos[lex]
+		ps, seen := v.pos[lex]
+		if !seen {
+			v.order = append(v.order, lex)
+		}
 		if len(ps) >= maxPositions {
 			continue
 		}
@@ -306,6 +309,7 @@ func (v *vecBuilder) special(code, kind byte, value string) {
 	lex := specialLexeme(code, kind, value)
 	if _, ok := v.pos[lex]; !ok {
 		v.pos[lex] = nil
+		v.order = append(v.order, lex)
 	}
 }
 
@@ -361,28 +365,41 @@ func (v *vecBuilder) vecSize() int {
 }
 
 // literal renders the tsvector in PostgreSQL's input syntax. A document
-// whose vector would exceed maxVecBytes first loses the positions of its
-// body and attachment text (phrase queries there then match like AND),
-// then body and attachment lexemes in descending order until it fits.
+// whose vector would exceed maxVecBytes is cut down until it fits, so that
+// it can always be stored: the word lexemes of one field at a time are
+// dropped, those that first occur last first (like truncating the text),
+// always from the field with the most distinct words left (in practice the
+// body or the attachment text). Positions are kept: PostgreSQL never matches a phrase on
+// position-less lexemes.
 func (v *vecBuilder) literal() string {
-	lexes := make([]string, 0, len(v.pos))
-	for lex := range v.pos {
-		lexes = append(lexes, lex)
-	}
-	sort.Strings(lexes)
 	if size := v.vecSize(); size > maxVecBytes {
-		for _, lex := range lexes {
-			if c := lex[0]; (c == codeBody || c == codeAttach) && v.pos[lex] != nil {
-				size -= 2 * len(v.pos[lex])
-				v.pos[lex] = nil
+		byField := map[byte][]string{}
+		for _, lex := range v.order {
+			if lex[1] != '!' {
+				byField[lex[0]] = append(byField[lex[0]], lex)
 			}
 		}
-		for i := len(lexes) - 1; i >= 0 && size > maxVecBytes; i-- {
-			if c := lexes[i][0]; c == codeBody || c == codeAttach {
-				size -= 4 + len(lexes[i]) + 3
-				delete(v.pos, lexes[i])
-				lexes = slices.Delete(lexes, i, i+1)
+		for size > maxVecBytes {
+			var c byte // the field with the most words left
+			for k, ls := range byField {
+				if len(ls) > len(byField[c]) || (len(ls) == len(byField[c]) && k > c) {
+					c = k
+				}
 			}
+			ls := byField[c]
+			if len(ls) == 0 {
+				break // only special lexemes left
+			}
+			lex := ls[len(ls)-1]
+			byField[c] = ls[:len(ls)-1]
+			size -= 4 + len(lex) + 3 + 2*len(v.pos[lex])
+			delete(v.pos, lex)
+		}
+	}
+	lexes := make([]string, 0, len(v.pos))
+	for _, lex := range v.order {
+		if _, ok := v.pos[lex]; ok {
+			lexes = append(lexes, lex)
 		}
 	}
 	var b strings.Builder
