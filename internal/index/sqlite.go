@@ -380,39 +380,65 @@ func (s *SQLite) Search(ctx context.Context, q *query.Query, opt Options) (Resul
 		order = rowid + " DESC"
 	}
 	var res Result
+	// The count runs beside the page query, on another connection, so a
+	// search costs the longer of the two rather than their sum.
+	countDone := make(chan error, 1)
 	if opt.CountTotal {
 		countFrom := from
 		if p.match != "" && len(p.conds) == 0 {
 			countFrom = "fts"
 		}
-		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM "+countFrom+whereSQL, args...).Scan(&res.Total); err != nil {
-			return Result{}, fmt.Errorf("index search: count: %w", err)
+		countSQL := "SELECT count(*) FROM " + countFrom + whereSQL
+		countArgs := args
+		if opt.CountLimit > 0 {
+			countSQL = "SELECT count(*) FROM (SELECT 1 FROM " + countFrom + whereSQL + " LIMIT ?)"
+			countArgs = append(append([]any{}, args...), opt.CountLimit+1)
 		}
+		go func() {
+			countDone <- s.db.QueryRowContext(ctx, countSQL, countArgs...).Scan(&res.Total)
+		}()
+	} else {
+		countDone <- nil
 	}
-	stmt := "SELECT m.seq, m.id, m.date, m.size, " + rank + " FROM " + from + whereSQL +
-		" ORDER BY " + order + " LIMIT ? OFFSET ?"
-	rows, err := s.db.QueryContext(ctx, stmt, append(args, limit, offset)...)
+	hits, err := s.page(ctx, "SELECT m.seq, m.id, m.date, m.size, "+rank+" FROM "+from+whereSQL+
+		" ORDER BY "+order+" LIMIT ? OFFSET ?", append(args, limit, offset), opt.Sort == SortRelevance)
+	if cerr := <-countDone; cerr != nil && err == nil {
+		err = fmt.Errorf("index search: count: %w", cerr)
+	}
 	if err != nil {
-		return Result{}, fmt.Errorf("index search: %w", err)
+		return Result{}, err
+	}
+	res.Hits = hits
+	if opt.CountLimit > 0 && res.Total > opt.CountLimit {
+		res.Total, res.TotalCapped = opt.CountLimit, true
+	}
+	return res, nil
+}
+
+// page runs a search's page query.
+func (s *SQLite) page(ctx context.Context, stmt string, args []any, relevance bool) ([]Hit, error) {
+	rows, err := s.db.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return nil, fmt.Errorf("index search: %w", err)
 	}
 	defer rows.Close()
-	res.Hits = []Hit{}
+	hits := []Hit{}
 	for rows.Next() {
 		var h Hit
 		var date int64
 		if err := rows.Scan(&h.Seq, &h.ID, &date, &h.Size, &h.Rank); err != nil {
-			return Result{}, fmt.Errorf("index search: scan: %w", err)
+			return nil, fmt.Errorf("index search: scan: %w", err)
 		}
-		if opt.Sort != SortRelevance {
+		if !relevance {
 			h.Rank = 0
 		}
 		h.Date = time.Unix(date, 0).UTC()
-		res.Hits = append(res.Hits, h)
+		hits = append(hits, h)
 	}
 	if err := rows.Err(); err != nil {
-		return Result{}, fmt.Errorf("index search: %w", err)
+		return nil, fmt.Errorf("index search: %w", err)
 	}
-	return res, nil
+	return hits, nil
 }
 
 // matchChunk bounds the number of ids per Matches statement.

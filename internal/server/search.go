@@ -43,7 +43,7 @@ func (s *searcher) Search(ctx context.Context, req web.SearchRequest) (web.Searc
 		}
 		return web.SearchResult{}, err
 	}
-	opt := index.Options{Limit: req.Limit, Offset: req.Offset, CountTotal: true}
+	opt := index.Options{Limit: req.Limit, Offset: req.Offset, CountTotal: true, CountLimit: req.CountLimit()}
 	switch req.Sort {
 	case "date":
 		opt.Sort = index.SortDateAsc
@@ -69,7 +69,7 @@ func (s *searcher) Search(ctx context.Context, req web.SearchRequest) (web.Searc
 	if err != nil {
 		return web.SearchResult{}, err
 	}
-	out := web.SearchResult{Total: res.Total, Messages: make([]web.SearchHit, 0, len(ms))}
+	out := web.SearchResult{Total: res.Total, TotalCapped: res.TotalCapped, Messages: make([]web.SearchHit, 0, len(ms))}
 	for _, m := range ms {
 		if req.User != nil && !web.CanSee(req.User, m) {
 			continue // belt and braces: the index filter already scoped it

@@ -195,6 +195,14 @@ func TestAPI(t *testing.T) {
 	if c, b = nd.admin(t, "GET", "/api/v1/search?q="+url.QueryEscape("(unclosed"), nil); c != 400 || errCode(b) != "bad_query" || !strings.Contains(string(b), "position") {
 		t.Errorf("bad query: %d %s", c, b)
 	}
+	for _, count := range []string{"exact", "capped"} {
+		if c, b = nd.admin(t, "GET", "/api/v1/search?count="+count+"&q=zebra", nil); c != 200 || !strings.Contains(string(b), `"total":1,"total_capped":false`) {
+			t.Errorf("count=%s: %d %s", count, c, b)
+		}
+	}
+	if c, b = nd.admin(t, "GET", "/api/v1/search?count=some&q=zebra", nil); c != 400 || errCode(b) != "bad_count" {
+		t.Errorf("count=some: %d %s", c, b)
+	}
 
 	// Users, roles and tokens.
 	c, b = nd.admin(t, "POST", "/api/v1/users", []byte(`{"name":"carol","password":"carol-pass-1","role":"user","addresses":["carol@corp.example"]}`))

@@ -22,6 +22,25 @@ type SearchRequest struct {
 	// NoSnippets skips building snippets (each needs the stored message
 	// read and parsed); for scripts that only want ids and metadata.
 	NoSnippets bool
+	// ExactCount asks for the exact number of matches; otherwise counting
+	// stops at CountCap (or just past the requested page, if deeper) and
+	// SearchResult.TotalCapped says so.
+	ExactCount bool
+}
+
+// CountCap is where a search's count stops unless ExactCount is asked:
+// counting every match of a common word costs time in proportion to the
+// matches, so a million-message archive answers "10000+" at once and the
+// exact figure on request (API count=exact, the UI's "count all" link).
+const CountCap = 10000
+
+// CountLimit is the index count limit for req: 0 (exact) or at least
+// CountCap and always past the requested page, so "next page" is known.
+func (req SearchRequest) CountLimit() int {
+	if req.ExactCount {
+		return 0
+	}
+	return max(CountCap, req.Offset+req.Limit+1)
 }
 
 // SearchHit is one result (DESIGN §5 search response).
@@ -40,9 +59,12 @@ type SearchHit struct {
 
 // SearchResult is a page of results.
 type SearchResult struct {
-	Total    int         `json:"total"`
-	Messages []SearchHit `json:"messages"`
-	TookMS   float64     `json:"took_ms"`
+	Total int `json:"total"`
+	// TotalCapped: counting stopped early, there are at least Total
+	// matches (ask count=exact for the exact number).
+	TotalCapped bool        `json:"total_capped"`
+	Messages    []SearchHit `json:"messages"`
+	TookMS      float64     `json:"took_ms"`
 }
 
 // Searcher runs searches; the server wires the index-backed implementation.
@@ -62,6 +84,13 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	req := SearchRequest{Query: q.Get("q"), Limit: 50, Sort: q.Get("sort"), User: userFrom(r), NoSnippets: q.Get("snippets") == "false"}
+	switch q.Get("count") {
+	case "", "capped":
+	case "exact":
+		req.ExactCount = true
+	default:
+		return errf(http.StatusBadRequest, "bad_count", "count must be exact or capped")
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {

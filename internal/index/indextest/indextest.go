@@ -218,6 +218,29 @@ func testPaging(t *testing.T, open func(t *testing.T) index.Index) {
 	if r := search(t, ix, "page", index.Options{}); r.Total != 0 {
 		t.Errorf("Total without CountTotal = %d, want 0", r.Total)
 	}
+	// Capped counts: at most CountLimit, flagged only when more match.
+	for _, c := range []struct {
+		q          string
+		limit      int
+		want       int
+		wantCapped bool
+	}{
+		{"page", 10, 10, true},
+		{"page", 23, 23, false},
+		{"page", 100, 23, false},
+		{"even", 11, 11, false},
+		{"even", 5, 5, true},
+		{"", 22, 22, true},
+		{"page -even size<1100", 3, 3, true},
+	} {
+		r := search(t, ix, c.q, index.Options{Limit: 2, CountTotal: true, CountLimit: c.limit})
+		if r.Total != c.want || r.TotalCapped != c.wantCapped {
+			t.Errorf("%q CountLimit %d: Total %d capped %v, want %d capped %v", c.q, c.limit, r.Total, r.TotalCapped, c.want, c.wantCapped)
+		}
+		if len(r.Hits) != 2 {
+			t.Errorf("%q CountLimit %d: %d hits, want a page of 2", c.q, c.limit, len(r.Hits))
+		}
+	}
 }
 
 func testVisibility(t *testing.T, open func(t *testing.T) index.Index) {

@@ -298,7 +298,12 @@ func (x *Index) Search(ctx context.Context, q *query.Query, opt index.Options) (
 	if opt.CountTotal {
 		// Count and page from one snapshot, so Total agrees with the hits.
 		err = pgx.BeginTxFunc(ctx, x.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-			if err := tx.QueryRow(ctx, "SELECT count(*)"+where, b.args[:whereArgs]...).Scan(&res.Total); err != nil {
+			countSQL, countArgs := "SELECT count(*)"+where, b.args[:whereArgs]
+			if opt.CountLimit > 0 {
+				countArgs = append(append([]any{}, countArgs...), opt.CountLimit+1)
+				countSQL = fmt.Sprintf("SELECT count(*) FROM (SELECT 1%s LIMIT $%d) capped", where, len(countArgs))
+			}
+			if err := tx.QueryRow(ctx, countSQL, countArgs...).Scan(&res.Total); err != nil {
 				return fmt.Errorf("count: %w", err)
 			}
 			return run(tx)
@@ -308,6 +313,9 @@ func (x *Index) Search(ctx context.Context, q *query.Query, opt index.Options) (
 	}
 	if err != nil {
 		return index.Result{}, fmt.Errorf("pgindex search: %w", err)
+	}
+	if opt.CountLimit > 0 && res.Total > opt.CountLimit {
+		res.Total, res.TotalCapped = opt.CountLimit, true
 	}
 	return res, nil
 }

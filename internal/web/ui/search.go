@@ -19,6 +19,7 @@ type searchForm struct {
 	HasAttachment              bool
 	Sort                       string
 	Limit, Page                int
+	ExactCount                 bool // count=exact: count every match
 }
 
 type resultRow struct {
@@ -35,6 +36,8 @@ type searchData struct {
 	Searched  bool
 	Available bool
 	Total     int
+	Capped    bool   // Total is a lower bound
+	CountAll  string // link to the same search with an exact count, when Capped
 	Took      string
 	Rows      []resultRow
 	First     int
@@ -59,7 +62,7 @@ func readSearchForm(v url.Values) searchForm {
 	f := searchForm{
 		Q: strings.TrimSpace(v.Get("q")), From: strings.TrimSpace(v.Get("from")), To: strings.TrimSpace(v.Get("to")),
 		After: strings.TrimSpace(v.Get("after")), Before: strings.TrimSpace(v.Get("before")),
-		HasAttachment: v.Get("has") == "attachment", Sort: v.Get("sort"),
+		HasAttachment: v.Get("has") == "attachment", Sort: v.Get("sort"), ExactCount: v.Get("count") == "exact",
 	}
 	switch f.Sort {
 	case "date", "-date", "relevance":
@@ -126,6 +129,9 @@ func (f searchForm) values(page int) url.Values {
 	if f.HasAttachment {
 		v.Set("has", "attachment")
 	}
+	if f.ExactCount {
+		v.Set("count", "exact")
+	}
 	if f.Sort != "-date" {
 		v.Set("sort", f.Sort)
 	}
@@ -155,6 +161,7 @@ func (h *Handler) searchPage(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		start := time.Now()
 		res, err := h.d.Search.Search(r.Context(), web.SearchRequest{
 			Query: d.Query, Limit: f.Limit, Offset: (f.Page - 1) * f.Limit, Sort: f.Sort, User: c.User,
+			ExactCount: f.ExactCount,
 		})
 		var qe web.QueryError
 		switch {
@@ -169,7 +176,12 @@ func (h *Handler) searchPage(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 				took = time.Duration(res.TookMS * float64(time.Millisecond))
 			}
 			d.Took = took.Round(time.Millisecond / 10).String()
-			d.Total = res.Total
+			d.Total, d.Capped = res.Total, res.TotalCapped
+			if d.Capped {
+				ff := f
+				ff.ExactCount = true
+				d.CountAll = "/search?" + ff.values(f.Page).Encode()
+			}
 			for _, m := range res.Messages {
 				d.Rows = append(d.Rows, resultRow{
 					ID: m.ID, From: m.From, To: strings.Join(m.To, ", "), Subject: m.Subject, Date: m.Date,
@@ -187,7 +199,7 @@ func (h *Handler) searchPage(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 				d.Next = "/search?" + f.values(f.Page+1).Encode()
 			}
 			pages := (res.Total + f.Limit - 1) / f.Limit
-			if pages > 1 {
+			if pages > 1 && !d.Capped {
 				d.Pages = "page " + strconv.Itoa(f.Page) + " of " + strconv.Itoa(pages)
 			}
 			h.record(r.Context(), c, audit.ActionSearch, map[string]any{
