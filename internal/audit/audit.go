@@ -10,8 +10,10 @@
 //	      detail TEXT, prev_hash TEXT, hash TEXT)
 //
 // time is Unix nanoseconds (UTC); detail is compact JSON text exactly as
-// hashed. Triggers refuse UPDATE and DELETE on the table, so the log is
-// append-only for everything that goes through SQLite's normal path. The
+// hashed. Triggers refuse UPDATE and DELETE on the table (and TRUNCATE on
+// PostgreSQL, where the column is spelt "user" quoted and the integers are
+// BIGINT), so the log is append-only for everything that goes through the
+// database's normal path. The
 // catalog's meta table holds "audit_head" = "SEQ:HASH", the last entry,
 // written in the same transaction as the entries, so a truncated tail is
 // detected too.
@@ -34,7 +36,9 @@
 // Record hands the entry to one writer goroutine that appends every
 // concurrently queued entry in one transaction (group commit) and returns
 // once that transaction is durable. Entries are never written from the
-// ingest path.
+// ingest path. On a PostgreSQL catalog shared by several nodes the append
+// transaction holds an advisory lock (catalog.LockTx), so the nodes extend
+// one chain, one after the other.
 package audit
 
 import (
@@ -98,6 +102,35 @@ var migrations = []string{
 	CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;`,
 }
 
+// pgMigrations are migrations for a PostgreSQL catalog, version for
+// version. Row triggers refuse UPDATE and DELETE as on SQLite, and a
+// statement trigger refuses TRUNCATE (which skips row triggers).
+var pgMigrations = []string{
+	`CREATE TABLE audit (
+		seq       BIGINT PRIMARY KEY,
+		time      BIGINT NOT NULL,
+		"user"    TEXT COLLATE "C" NOT NULL,
+		action    TEXT COLLATE "C" NOT NULL,
+		detail    TEXT NOT NULL,
+		prev_hash TEXT NOT NULL,
+		hash      TEXT NOT NULL
+	);
+	CREATE INDEX audit_action ON audit(action, seq);
+	CREATE INDEX audit_user ON audit("user", seq);
+	CREATE INDEX audit_time ON audit(time);
+	CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		RAISE EXCEPTION 'audit log is append-only';
+	END $$;
+	CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+	CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+	CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();`,
+}
+
+// lockName serialises appends of every node sharing a PostgreSQL catalog
+// (see catalog.LockTx), so the chain never forks.
+const lockName = "audit"
+
 // Entry is one audit record.
 type Entry struct {
 	Seq      int64           `json:"seq"`
@@ -124,6 +157,7 @@ type Options struct {
 
 // Log is an open audit log. It is safe for concurrent use.
 type Log struct {
+	cat  *catalog.Catalog
 	w, r *sql.DB
 	opt  Options
 	log  *slog.Logger
@@ -150,7 +184,7 @@ var ErrClosed = errors.New("audit: log closed")
 
 // Open migrates the audit schema in cat and starts the writer.
 func Open(ctx context.Context, cat *catalog.Catalog, opt Options) (*Log, error) {
-	if err := cat.Migrate(ctx, "audit", migrations); err != nil {
+	if err := cat.MigrateDialects(ctx, "audit", migrations, pgMigrations); err != nil {
 		return nil, err
 	}
 	if opt.Now == nil {
@@ -163,7 +197,7 @@ func Open(ctx context.Context, cat *catalog.Catalog, opt Options) (*Log, error) 
 		opt.LoginDedup = 15 * time.Minute
 	}
 	w, r := cat.DB()
-	l := &Log{w: w, r: r, opt: opt, log: opt.Logger, reqs: make(chan *request, 256), done: make(chan struct{}), logins: map[string]time.Time{}}
+	l := &Log{cat: cat, w: w, r: r, opt: opt, log: opt.Logger, reqs: make(chan *request, 256), done: make(chan struct{}), logins: map[string]time.Time{}}
 	go l.writer()
 	return l, nil
 }
@@ -293,13 +327,16 @@ func (l *Log) append(ctx context.Context, batch []*request) ([]Entry, error) {
 		return nil, fmt.Errorf("audit: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := l.cat.LockTx(ctx, tx, lockName); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
 	var seq int64
 	prev := GenesisHash
 	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("audit: read head: %w", err)
 	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO audit(seq, time, user, action, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?)`)
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO audit(seq, time, "user", action, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?)`)
 	if err != nil {
 		return nil, fmt.Errorf("audit: prepare: %w", err)
 	}
@@ -357,7 +394,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Entry, error) {
 		}
 	}
 	if f.User != "" {
-		where = append(where, "user = ?")
+		where = append(where, `"user" = ?`)
 		args = append(args, f.User)
 	}
 	if !f.After.IsZero() {
@@ -372,7 +409,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Entry, error) {
 		where = append(where, "seq < ?")
 		args = append(args, f.BeforeSeq)
 	}
-	q := `SELECT seq, time, user, action, detail, prev_hash, hash FROM audit`
+	q := `SELECT seq, time, "user", action, detail, prev_hash, hash FROM audit`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}

@@ -29,7 +29,7 @@ const maxProblems = 100
 // link, the seq sequence and the stored head. It reads in pages, so memory
 // does not grow with the log.
 func Verify(ctx context.Context, cat *catalog.Catalog) (Report, error) {
-	if err := cat.Migrate(ctx, "audit", migrations); err != nil {
+	if err := cat.MigrateDialects(ctx, "audit", migrations, pgMigrations); err != nil {
 		return Report{}, err
 	}
 	_, r := cat.DB()
@@ -63,7 +63,7 @@ func verify(ctx context.Context, db *sql.DB) (Report, error) {
 	var last int64
 	prev := GenesisHash
 	for {
-		rows, err := db.QueryContext(ctx, `SELECT seq, time, user, action, detail, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT 2000`, last)
+		rows, err := db.QueryContext(ctx, `SELECT seq, time, "user", action, detail, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT 2000`, last)
 		if err != nil {
 			return rep, fmt.Errorf("audit verify: %w", err)
 		}

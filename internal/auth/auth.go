@@ -150,13 +150,16 @@ func (s *Service) AddUser(ctx context.Context, name, password string, role Role,
 		return err
 	}
 	now := s.now().Unix()
-	_, err = s.w.ExecContext(ctx, `INSERT INTO users(name, password_hash, role, addresses, created, updated) VALUES (?,?,?,?,?,?)`,
+	res, err := s.w.ExecContext(ctx, `INSERT INTO users(name, password_hash, role, addresses, created, updated) VALUES (?,?,?,?,?,?)
+		ON CONFLICT(name) DO NOTHING`,
 		name, h, string(role), addrJSON(addresses), now, now)
-	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
-		return fmt.Errorf("%w: %s", ErrExists, name)
-	}
 	if err != nil {
 		return fmt.Errorf("auth: add user %s: %w", name, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("auth: add user %s: %w", name, err)
+	} else if n == 0 {
+		return fmt.Errorf("%w: %s", ErrExists, name)
 	}
 	s.changed()
 	return nil
@@ -192,7 +195,7 @@ func (s *Service) DeleteUser(ctx context.Context, name string) error {
 	if n, _ := r.RowsAffected(); n == 0 {
 		return fmt.Errorf("%w: %s", ErrNoUser, name)
 	}
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM tokens WHERE user=?`, name); err != nil {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM tokens WHERE "user"=?`, name); err != nil {
 		return fmt.Errorf("auth: delete tokens of %s: %w", name, err)
 	}
 	// The deletion is remembered so mirrored peers delete the account too
@@ -367,7 +370,7 @@ func (s *Service) CreateToken(ctx context.Context, user, name string) (string, T
 		return "", Token{}, fmt.Errorf("auth: token: %w", err)
 	}
 	t := Token{ID: hex.EncodeToString(idb), User: user, Name: name, Created: s.now().UTC().Truncate(time.Second)}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO tokens(hash, id, user, name, created) VALUES (?,?,?,?,?)`,
+	_, err := s.w.ExecContext(ctx, `INSERT INTO tokens(hash, id, "user", name, created) VALUES (?,?,?,?,?)`,
 		tokenHash(secret), t.ID, user, name, t.Created.Unix())
 	if err != nil {
 		return "", Token{}, fmt.Errorf("auth: store token: %w", err)
@@ -377,7 +380,7 @@ func (s *Service) CreateToken(ctx context.Context, user, name string) (string, T
 
 // Tokens lists a user's tokens (all users' when user is "").
 func (s *Service) Tokens(ctx context.Context, user string) ([]Token, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, user, name, created, last_used FROM tokens WHERE ?='' OR user=? ORDER BY created`, user, user)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, "user", name, created, last_used FROM tokens WHERE ?='' OR "user"=? ORDER BY created`, user, user)
 	if err != nil {
 		return nil, fmt.Errorf("auth: list tokens: %w", err)
 	}
@@ -401,7 +404,7 @@ func (s *Service) Tokens(ctx context.Context, user string) ([]Token, error) {
 // RevokeToken deletes token id; only its owner or an admin may (by is the
 // acting user).
 func (s *Service) RevokeToken(ctx context.Context, by *User, id string) error {
-	q := `DELETE FROM tokens WHERE id=? AND user=?`
+	q := `DELETE FROM tokens WHERE id=? AND "user"=?`
 	args := []any{id, by.Name}
 	if by.Role == RoleAdmin {
 		q = `DELETE FROM tokens WHERE id=?`
@@ -423,7 +426,7 @@ func (s *Service) TokenUser(ctx context.Context, secret string) (*User, error) {
 		return nil, ErrBadCredentials
 	}
 	var user string
-	err := s.r.QueryRowContext(ctx, `SELECT user FROM tokens WHERE hash=?`, tokenHash(secret)).Scan(&user)
+	err := s.r.QueryRowContext(ctx, `SELECT "user" FROM tokens WHERE hash=?`, tokenHash(secret)).Scan(&user)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrBadCredentials
 	}
@@ -675,7 +678,7 @@ func (s *Service) MergeRecords(ctx context.Context, rs []Record) (int, error) {
 				if _, err := s.w.ExecContext(ctx, `DELETE FROM users WHERE name=?`, r.Name); err != nil {
 					return changed, fmt.Errorf("auth: merge account %s: %w", r.Name, err)
 				}
-				if _, err := s.w.ExecContext(ctx, `DELETE FROM tokens WHERE user=?`, r.Name); err != nil {
+				if _, err := s.w.ExecContext(ctx, `DELETE FROM tokens WHERE "user"=?`, r.Name); err != nil {
 					return changed, fmt.Errorf("auth: merge account %s: %w", r.Name, err)
 				}
 				s.dropCache(r.Name)

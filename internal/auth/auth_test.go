@@ -3,21 +3,23 @@ package auth_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
+	"os"
 	"testing"
 
 	"github.com/mailarc/mailarc/internal/auth"
-	"github.com/mailarc/mailarc/internal/catalog"
+	"github.com/mailarc/mailarc/internal/catalog/catalogtest"
+	"github.com/mailarc/mailarc/internal/testutil/pgtest"
 )
 
-func service(t *testing.T) *auth.Service {
+// pg is the PostgreSQL cluster of this package's tests, started on first
+// use; the catalog-backed tests run on SQLite and on PostgreSQL.
+var pg pgtest.Shared
+
+func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
+
+func service(t *testing.T, b catalogtest.Backend) *auth.Service {
 	t.Helper()
-	c, err := catalog.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	w, r := c.DB()
+	w, r := b.New(t).DB()
 	return auth.New(w, r)
 }
 
@@ -36,7 +38,11 @@ func TestPasswordHash(t *testing.T) {
 }
 
 func TestUsersLoginThrottleTokens(t *testing.T) {
-	s := service(t)
+	catalogtest.ForEach(t, &pg, testUsersLoginThrottleTokens)
+}
+
+func testUsersLoginThrottleTokens(t *testing.T, b catalogtest.Backend) {
+	s := service(t, b)
 	ctx := context.Background()
 	created, pw, err := s.EnsureAdmin(ctx, "")
 	if err != nil || !created || len(pw) < 16 {

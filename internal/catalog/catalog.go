@@ -25,6 +25,35 @@
 //	                            ids purged by retention; never stored again
 //	users, tokens               accounts and API tokens (package auth)
 //	peer_cursors, source_state  reserved for mirroring and journal pull
+//
+// # PostgreSQL
+//
+// OpenPostgres opens the same catalog in a PostgreSQL database (pgx v5
+// through database/sql), which several mailarc nodes may share. The Catalog
+// type, its methods and DB() are the same; the differences are internal:
+//
+//   - Placeholders: components keep writing "?"; the connections rewrite
+//     them to $1, $2, ... (pgdriver.go), and make string arguments valid
+//     UTF-8 without NUL bytes, which PostgreSQL text cannot hold.
+//   - Schema: the same tables and versions per component, with PostgreSQL
+//     DDL where SQLite's differs (BIGINT, no WITHOUT ROWID, "C" collation
+//     on compared text so ordering is bytewise as in SQLite, plpgsql
+//     triggers); components pass both with MigrateDialects. Each migration
+//     step runs in a transaction holding an advisory lock, so nodes starting
+//     together apply it once.
+//   - Change feed: messages.seq is not a sequence (sequences hand out
+//     numbers in an order other than commit order, so a follower reading
+//     seq > watermark could skip a row that commits late). Commit and Purge
+//     take one transaction-level advisory lock (lockFeed) first; under it
+//     seq comes from meta.feed_seq and mseq from meta.mseq, and the lock is
+//     released only after the commit is visible. Feed order is then commit
+//     order, ids are deduplicated against every committed row, and a purge
+//     cannot interleave with a commit of the same id.
+//   - Cursors and leases: SetPeerCursor is a single monotone upsert;
+//     UpdateSourceState is a locked read-modify-write; LockTx gives
+//     components the same lock for their own transactions (audit appends,
+//     retention versions).
+//   - Purge has no secure_delete; Scrub runs VACUUM on the message tables.
 package catalog
 
 import (
@@ -33,6 +62,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,8 +74,9 @@ var ErrNotFound = errors.New("catalog: not found")
 
 // Catalog is an open catalog database.
 type Catalog struct {
-	w *sql.DB // single writer connection
-	r *sql.DB // readers
+	w       *sql.DB // single writer connection
+	r       *sql.DB // readers
+	dialect Dialect
 }
 
 // Open opens (creating if needed) the catalog at path and runs migrations.
@@ -62,7 +93,7 @@ func Open(ctx context.Context, path string) (*Catalog, error) {
 		w.Close()
 		return nil, fmt.Errorf("catalog: open %s: %w", path, err)
 	}
-	c := &Catalog{w: w}
+	c := &Catalog{w: w, dialect: SQLite}
 	if err := c.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err
@@ -150,13 +181,32 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 		return nil, fmt.Errorf("catalog: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	// PostgreSQL: every node's Commit (and Purge) runs under one advisory
+	// lock, so seq and mseq are assigned in commit order and the dedup
+	// lookup below sees every id committed before.
+	if err := c.lockTx(ctx, tx, lockFeed); err != nil {
+		return nil, err
+	}
 	mseq, err := counter(ctx, tx, "mseq")
 	if err != nil {
 		return nil, err
 	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO messages
+	// SQLite assigns seq through AUTOINCREMENT; PostgreSQL takes it from the
+	// feed_seq counter in meta, read and written under the feed lock (a
+	// sequence would hand out numbers in an order other than commit order).
+	var feedSeq int64
+	insSQL := `INSERT INTO messages
 		(id, mseq, date, date_source, arrival, size, from_addr, to_addrs, cc_addrs, bcc_addrs, subject, message_id, attachments)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`
+	if c.dialect == Postgres {
+		if feedSeq, err = counter(ctx, tx, feedSeqKey); err != nil {
+			return nil, err
+		}
+		insSQL = `INSERT INTO messages
+		(id, mseq, date, date_source, arrival, size, from_addr, to_addrs, cc_addrs, bcc_addrs, subject, message_id, attachments, seq)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`
+	}
+	ins, err := tx.PrepareContext(ctx, insSQL)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: prepare: %w", err)
 	}
@@ -189,13 +239,33 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 		// AUTOINCREMENT number and leave a gap in the feed head.
 		switch err := look.QueryRowContext(ctx, m.ID).Scan(&seq); {
 		case errors.Is(err, sql.ErrNoRows):
-			r, err := ins.ExecContext(ctx, m.ID, mseq, m.Date.Unix(), m.DateSource, m.Arrival.UnixNano(), m.Size,
-				m.From, jsonList(m.To), jsonList(m.Cc), jsonList(m.Bcc), m.Subject, m.MessageID, jsonAtt(m.Attachments))
+			args := []any{m.ID, mseq, m.Date.Unix(), m.DateSource, m.Arrival.UnixNano(), m.Size,
+				m.From, jsonList(m.To), jsonList(m.Cc), jsonList(m.Bcc), m.Subject, m.MessageID, jsonAtt(m.Attachments)}
+			if c.dialect == Postgres {
+				args = append(args, feedSeq+1)
+			}
+			r, err := ins.ExecContext(ctx, args...)
 			if err != nil {
 				return nil, fmt.Errorf("catalog: insert %s: %w", m.ID, err)
 			}
-			n = 1
-			seq, _ = r.LastInsertId()
+			if n, err = r.RowsAffected(); err != nil {
+				return nil, fmt.Errorf("catalog: insert %s: %w", m.ID, err)
+			}
+			if n == 0 {
+				// Unreachable while the writer and the feed lock serialise
+				// commits; the unique id still guards against a second row.
+				if err := look.QueryRowContext(ctx, m.ID).Scan(&seq); err != nil {
+					return nil, fmt.Errorf("catalog: lookup %s: %w", m.ID, err)
+				}
+				res[i].Duplicate = true
+				break
+			}
+			if c.dialect == Postgres {
+				feedSeq++
+				seq = feedSeq
+			} else if seq, err = r.LastInsertId(); err != nil {
+				return nil, fmt.Errorf("catalog: insert %s: %w", m.ID, err)
+			}
 		case err != nil:
 			return nil, fmt.Errorf("catalog: lookup %s: %w", m.ID, err)
 		default:
@@ -214,12 +284,12 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 			return nil
 		}
 		if m.Origin != "" {
-			if err := add(`INSERT OR IGNORE INTO origins(seq, origin, first_seen) VALUES (?,?,?)`, seq, m.Origin, m.Arrival.Unix()); err != nil {
+			if err := add(`INSERT INTO origins(seq, origin, first_seen) VALUES (?,?,?) ON CONFLICT DO NOTHING`, seq, m.Origin, m.Arrival.Unix()); err != nil {
 				return nil, err
 			}
 		}
 		if m.MailFrom != "" {
-			if err := add(`INSERT OR IGNORE INTO envelope(seq, kind, addr) VALUES (?,'from',?)`, seq, strings.ToLower(m.MailFrom)); err != nil {
+			if err := add(`INSERT INTO envelope(seq, kind, addr) VALUES (?,'from',?) ON CONFLICT DO NOTHING`, seq, strings.ToLower(m.MailFrom)); err != nil {
 				return nil, err
 			}
 		}
@@ -227,12 +297,12 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 			if a == "" {
 				continue
 			}
-			if err := add(`INSERT OR IGNORE INTO envelope(seq, kind, addr) VALUES (?,'rcpt',?)`, seq, strings.ToLower(a)); err != nil {
+			if err := add(`INSERT INTO envelope(seq, kind, addr) VALUES (?,'rcpt',?) ON CONFLICT DO NOTHING`, seq, strings.ToLower(a)); err != nil {
 				return nil, err
 			}
 		}
 		if m.ReportID != "" {
-			if err := add(`INSERT OR IGNORE INTO journal_reports(seq, report_id) VALUES (?,?)`, seq, m.ReportID); err != nil {
+			if err := add(`INSERT INTO journal_reports(seq, report_id) VALUES (?,?) ON CONFLICT DO NOTHING`, seq, m.ReportID); err != nil {
 				return nil, err
 			}
 		}
@@ -245,6 +315,11 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 	if err := setCounter(ctx, tx, "mseq", mseq); err != nil {
 		return nil, err
 	}
+	if c.dialect == Postgres {
+		if err := setCounter(ctx, tx, feedSeqKey, feedSeq); err != nil {
+			return nil, err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("catalog: commit: %w", err)
 	}
@@ -253,7 +328,7 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 
 func counter(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
 	var v int64
-	err := tx.QueryRowContext(ctx, `SELECT CAST(value AS INTEGER) FROM meta WHERE key=?`, name).Scan(&v)
+	err := tx.QueryRowContext(ctx, `SELECT CAST(value AS BIGINT) FROM meta WHERE key=?`, name).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -373,8 +448,19 @@ func (c *Catalog) GetMany(ctx context.Context, ids []string) ([]*Message, error)
 	return out, nil
 }
 
-// loadExtras fills origins, envelope and journal reports.
+// loadExtras fills origins, envelope and journal reports, each list
+// sorted bytewise (in Go, so the order does not depend on the database's
+// collation).
 func (c *Catalog) loadExtras(ctx context.Context, ms []*Message) error {
+	// Three placeholders per message: stay well below PostgreSQL's 65535
+	// parameters and SQLite's 32766 variables.
+	const chunk = 2000
+	for len(ms) > chunk {
+		if err := c.loadExtras(ctx, ms[:chunk]); err != nil {
+			return err
+		}
+		ms = ms[chunk:]
+	}
 	if len(ms) == 0 {
 		return nil
 	}
@@ -387,8 +473,7 @@ func (c *Catalog) loadExtras(ctx context.Context, ms []*Message) error {
 	in := `(` + placeholders(len(ms)) + `)`
 	q := `SELECT seq, 'origin', origin FROM origins WHERE seq IN ` + in +
 		` UNION ALL SELECT seq, kind, addr FROM envelope WHERE seq IN ` + in +
-		` UNION ALL SELECT seq, 'report', report_id FROM journal_reports WHERE seq IN ` + in +
-		` ORDER BY 1, 2, 3`
+		` UNION ALL SELECT seq, 'report', report_id FROM journal_reports WHERE seq IN ` + in
 	rows, err := c.r.QueryContext(ctx, q, append(append(append([]any{}, args...), args...), args...)...)
 	if err != nil {
 		return fmt.Errorf("catalog: load metadata: %w", err)
@@ -412,7 +497,16 @@ func (c *Catalog) loadExtras(ctx context.Context, ms []*Message) error {
 			m.Reports = append(m.Reports, v)
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("catalog: load metadata: %w", err)
+	}
+	for _, m := range ms {
+		slices.Sort(m.Origins)
+		slices.Sort(m.MailFrom)
+		slices.Sort(m.RcptTo)
+		slices.Sort(m.Reports)
+	}
+	return nil
 }
 
 // ChangedAfter returns up to limit messages whose metadata counter mseq is
@@ -500,10 +594,10 @@ func (c *Catalog) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return s, fmt.Errorf("catalog: stats: %w", err)
 	}
-	if err := c.r.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name='messages'),0)`).Scan(&s.Head); err != nil {
+	if s.Head, err = c.Head(ctx); err != nil {
 		return s, fmt.Errorf("catalog: stats: %w", err)
 	}
-	if err := c.r.QueryRowContext(ctx, `SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key='mseq'),0)`).Scan(&s.MSeq); err != nil {
+	if err := c.r.QueryRowContext(ctx, `SELECT coalesce((SELECT CAST(value AS BIGINT) FROM meta WHERE key='mseq'),0)`).Scan(&s.MSeq); err != nil {
 		return s, fmt.Errorf("catalog: stats: %w", err)
 	}
 	return s, nil
@@ -631,15 +725,53 @@ func (c *Catalog) SourceState(ctx context.Context, source string) (map[string]st
 	return out, rows.Err()
 }
 
-// SetSourceState durably writes keys for a source in one transaction; an
-// empty value deletes the key.
-func (c *Catalog) SetSourceState(ctx context.Context, source string, kv map[string]string) error {
+// UpdateSourceState is an atomic read-modify-write of a source's state,
+// for leases and cursors that several nodes sharing one PostgreSQL catalog
+// update: fn gets the current keys and returns the keys to write (an empty
+// value deletes a key); no other UpdateSourceState of the same source, on
+// any node, runs in between. Nothing is written when fn returns an error,
+// which UpdateSourceState then returns as is.
+func (c *Catalog) UpdateSourceState(ctx context.Context, source string, fn func(cur map[string]string) (map[string]string, error)) error {
 	tx, err := c.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("catalog: set source state: %w", err)
+		return fmt.Errorf("catalog: update source state: %w", err)
 	}
-	defer tx.Rollback() //nolint:errcheck
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := c.LockTx(ctx, tx, "source_state:"+source); err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT key, value FROM source_state WHERE source=?`, source)
+	if err != nil {
+		return fmt.Errorf("catalog: source state %s: %w", source, err)
+	}
+	cur := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return fmt.Errorf("catalog: source state %s: %w", source, err)
+		}
+		cur[k] = v
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("catalog: source state %s: %w", source, err)
+	}
+	kv, err := fn(cur)
+	if err != nil {
+		return err
+	}
+	if err := writeSourceState(ctx, tx, source, kv); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("catalog: update source state: %w", err)
+	}
+	return nil
+}
+
+func writeSourceState(ctx context.Context, tx *sql.Tx, source string, kv map[string]string) error {
 	for k, v := range kv {
+		var err error
 		if v == "" {
 			_, err = tx.ExecContext(ctx, `DELETE FROM source_state WHERE source=? AND key=?`, source, k)
 		} else {
@@ -648,6 +780,20 @@ func (c *Catalog) SetSourceState(ctx context.Context, source string, kv map[stri
 		if err != nil {
 			return fmt.Errorf("catalog: set source state %s/%s: %w", source, k, err)
 		}
+	}
+	return nil
+}
+
+// SetSourceState durably writes keys for a source in one transaction; an
+// empty value deletes the key.
+func (c *Catalog) SetSourceState(ctx context.Context, source string, kv map[string]string) error {
+	tx, err := c.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("catalog: set source state: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if err := writeSourceState(ctx, tx, source, kv); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("catalog: set source state: %w", err)

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -58,13 +59,101 @@ var migrations = []string{
 		PRIMARY KEY (source, key)) WITHOUT ROWID;`,
 }
 
+// pgMigrations are the PostgreSQL form of migrations, version for version.
+// Text columns that are compared, ordered or range-scanned use the "C"
+// collation, so comparisons are bytewise as in SQLite whatever the
+// database's default collation. messages.seq has no sequence: Commit
+// assigns it from the feed_seq counter under the feed lock. "user" is a
+// reserved word in PostgreSQL and is quoted (SQLite accepts the quotes too).
+var pgMigrations = []string{
+	// 1: core tables.
+	`CREATE TABLE meta (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
+	CREATE TABLE messages (
+		seq         BIGINT PRIMARY KEY,
+		id          TEXT COLLATE "C" NOT NULL UNIQUE,
+		mseq        BIGINT NOT NULL,
+		date        BIGINT NOT NULL,
+		date_source TEXT NOT NULL,
+		arrival     BIGINT NOT NULL,
+		size        BIGINT NOT NULL,
+		from_addr   TEXT NOT NULL,
+		to_addrs    TEXT NOT NULL,
+		cc_addrs    TEXT NOT NULL,
+		bcc_addrs   TEXT NOT NULL,
+		subject     TEXT NOT NULL,
+		message_id  TEXT NOT NULL,
+		attachments TEXT NOT NULL
+	);
+	CREATE INDEX messages_mseq ON messages(mseq);
+	CREATE INDEX messages_date ON messages(date);
+	CREATE TABLE origins (seq BIGINT NOT NULL, origin TEXT COLLATE "C" NOT NULL, first_seen BIGINT NOT NULL,
+		PRIMARY KEY (seq, origin));
+	CREATE TABLE envelope (seq BIGINT NOT NULL, kind TEXT COLLATE "C" NOT NULL, addr TEXT COLLATE "C" NOT NULL,
+		PRIMARY KEY (seq, kind, addr));
+	CREATE INDEX envelope_addr ON envelope(addr);
+	CREATE TABLE journal_reports (seq BIGINT NOT NULL, report_id TEXT COLLATE "C" NOT NULL,
+		PRIMARY KEY (seq, report_id));
+	CREATE INDEX journal_reports_id ON journal_reports(report_id);
+	CREATE TABLE tombstones (id TEXT COLLATE "C" PRIMARY KEY, purged_at BIGINT NOT NULL, reason TEXT NOT NULL);
+	CREATE TABLE users (
+		name          TEXT COLLATE "C" PRIMARY KEY,
+		password_hash TEXT NOT NULL,
+		role          TEXT NOT NULL,
+		addresses     TEXT NOT NULL,
+		created       BIGINT NOT NULL,
+		updated       BIGINT NOT NULL
+	);
+	CREATE TABLE tokens (
+		hash      TEXT COLLATE "C" PRIMARY KEY,
+		id        TEXT COLLATE "C" NOT NULL UNIQUE,
+		"user"    TEXT COLLATE "C" NOT NULL,
+		name      TEXT NOT NULL,
+		created   BIGINT NOT NULL,
+		last_used BIGINT NOT NULL DEFAULT 0
+	);
+	CREATE TABLE peer_cursors (peer TEXT COLLATE "C" PRIMARY KEY, seq BIGINT NOT NULL, updated BIGINT NOT NULL);
+	CREATE TABLE source_state (source TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, value TEXT NOT NULL,
+		PRIMARY KEY (source, key));`,
+}
+
 func (c *Catalog) migrate(ctx context.Context) error {
-	if _, err := c.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	ddl := `CREATE TABLE IF NOT EXISTS schema_migrations (
 		component TEXT NOT NULL, version INTEGER NOT NULL, applied INTEGER NOT NULL,
-		PRIMARY KEY (component, version)) WITHOUT ROWID`); err != nil {
+		PRIMARY KEY (component, version)) WITHOUT ROWID`
+	if c.dialect == Postgres {
+		ddl = `CREATE TABLE IF NOT EXISTS schema_migrations (
+		component TEXT COLLATE "C" NOT NULL, version INTEGER NOT NULL, applied BIGINT NOT NULL,
+		PRIMARY KEY (component, version))`
+	}
+	// Under the migration lock: CREATE TABLE IF NOT EXISTS is not safe
+	// against a second node creating the table at the same moment.
+	err := c.inTx(ctx, func(tx *sql.Tx) error {
+		if err := c.lockTx(ctx, tx, lockMigrate); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, ddl)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("catalog: migrations table: %w", err)
 	}
-	return c.Migrate(ctx, "core", migrations)
+	return c.MigrateDialects(ctx, "core", migrations, pgMigrations)
+}
+
+// inTx runs fn in a write transaction and commits it.
+func (c *Catalog) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := c.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("catalog: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("catalog: commit: %w", err)
+	}
+	return nil
 }
 
 // Migrate applies a component's schema migrations (each a SQL script) in
@@ -73,30 +162,61 @@ func (c *Catalog) migrate(ctx context.Context) error {
 // in the catalog (auth, governance, audit, mirror, pull) call it when they
 // are constructed, so each keeps its schema next to its code. Never edit a
 // released migration: append a new one.
+//
+// The same scripts run on both engines, so they must be portable SQL;
+// a component whose DDL differs per engine calls MigrateDialects.
 func (c *Catalog) Migrate(ctx context.Context, component string, steps []string) error {
-	var have int
-	if err := c.w.QueryRowContext(ctx, `SELECT coalesce(max(version),0) FROM schema_migrations WHERE component=?`, component).Scan(&have); err != nil {
-		return fmt.Errorf("catalog: schema version of %s: %w", component, err)
+	return c.MigrateDialects(ctx, component, steps, steps)
+}
+
+// MigrateDialects is Migrate with the scripts written per engine: sqlite
+// on SQLite, postgres on PostgreSQL. Both lists must have the same length:
+// version N is sqlite[N-1] or postgres[N-1].
+//
+// Nodes sharing one PostgreSQL database may start at once: each version is
+// applied in a transaction holding an advisory lock, after re-reading the
+// recorded version inside it, so exactly one node applies it and the
+// others find it done. PostgreSQL DDL is transactional, so a failing
+// script leaves nothing behind.
+func (c *Catalog) MigrateDialects(ctx context.Context, component string, sqlite, postgres []string) error {
+	if len(sqlite) != len(postgres) {
+		return fmt.Errorf("catalog: %s migrations: %d SQLite scripts but %d PostgreSQL scripts", component, len(sqlite), len(postgres))
 	}
-	if have > len(steps) {
-		return fmt.Errorf("catalog: %s schema version %d is newer than this release knows (%d): refusing to open with an older mailarc", component, have, len(steps))
+	steps := sqlite
+	if c.dialect == Postgres {
+		steps = postgres
 	}
-	for v := have + 1; v <= len(steps); v++ {
-		tx, err := c.w.BeginTx(ctx, nil)
+	for {
+		done := false
+		err := c.inTx(ctx, func(tx *sql.Tx) error {
+			if err := c.lockTx(ctx, tx, lockMigrate); err != nil {
+				return err
+			}
+			var have int
+			if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version),0) FROM schema_migrations WHERE component=?`, component).Scan(&have); err != nil {
+				return fmt.Errorf("catalog: schema version of %s: %w", component, err)
+			}
+			if have > len(steps) {
+				return fmt.Errorf("catalog: %s schema version %d is newer than this release knows (%d): refusing to open with an older mailarc", component, have, len(steps))
+			}
+			if have == len(steps) {
+				done = true
+				return nil
+			}
+			v := have + 1
+			if _, err := tx.ExecContext(ctx, steps[v-1]); err != nil {
+				return fmt.Errorf("catalog: %s migration %d: %w", component, v, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(component, version, applied) VALUES (?, ?, ?)`, component, v, time.Now().Unix()); err != nil {
+				return fmt.Errorf("catalog: %s migration %d: %w", component, v, err)
+			}
+			return nil
+		})
 		if err != nil {
-			return fmt.Errorf("catalog: %s migration %d: %w", component, v, err)
+			return err
 		}
-		if _, err := tx.ExecContext(ctx, steps[v-1]); err != nil {
-			tx.Rollback() //nolint:errcheck
-			return fmt.Errorf("catalog: %s migration %d: %w", component, v, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(component, version, applied) VALUES (?, ?, ?)`, component, v, time.Now().Unix()); err != nil {
-			tx.Rollback() //nolint:errcheck
-			return fmt.Errorf("catalog: %s migration %d: %w", component, v, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("catalog: %s migration %d: %w", component, v, err)
+		if done {
+			return nil
 		}
 	}
-	return nil
 }

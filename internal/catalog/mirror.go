@@ -35,7 +35,8 @@ func (c *Catalog) PeerCursor(ctx context.Context, peer string) (int64, error) {
 // backwards.
 func (c *Catalog) SetPeerCursor(ctx context.Context, peer string, seq int64) error {
 	_, err := c.w.ExecContext(ctx, `INSERT INTO peer_cursors(peer, seq, updated) VALUES (?,?,?)
-		ON CONFLICT(peer) DO UPDATE SET seq=max(seq, excluded.seq), updated=excluded.updated`, peer, seq, time.Now().Unix())
+		ON CONFLICT(peer) DO UPDATE SET seq=CASE WHEN excluded.seq > peer_cursors.seq THEN excluded.seq ELSE peer_cursors.seq END,
+		updated=excluded.updated`, peer, seq, time.Now().Unix())
 	if err != nil {
 		return fmt.Errorf("catalog: set cursor of peer %s: %w", peer, err)
 	}
@@ -58,10 +59,18 @@ func (c *Catalog) PushableAfter(ctx context.Context, after int64) (int64, time.T
 	return n, t, nil
 }
 
+// feedSeqKey is the meta key of the highest seq assigned on PostgreSQL
+// (SQLite keeps it in sqlite_sequence).
+const feedSeqKey = "feed_seq"
+
 // Head returns the highest seq ever assigned (cheaper than Stats).
 func (c *Catalog) Head(ctx context.Context) (int64, error) {
+	q := `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name='messages'),0)`
+	if c.dialect == Postgres {
+		q = `SELECT coalesce((SELECT CAST(value AS BIGINT) FROM meta WHERE key='` + feedSeqKey + `'),0)`
+	}
 	var h int64
-	if err := c.r.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name='messages'),0)`).Scan(&h); err != nil {
+	if err := c.r.QueryRowContext(ctx, q).Scan(&h); err != nil {
 		return 0, fmt.Errorf("catalog: head: %w", err)
 	}
 	return h, nil

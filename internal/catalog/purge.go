@@ -55,14 +55,22 @@ func (c *Catalog) Purge(ctx context.Context, ids []string, reason string, at tim
 		return nil, fmt.Errorf("catalog: purge: %w", err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
-		return nil, fmt.Errorf("catalog: purge: secure_delete: %w", err)
+	if c.dialect == SQLite {
+		if _, err := conn.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+			return nil, fmt.Errorf("catalog: purge: secure_delete: %w", err)
+		}
 	}
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: purge: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	// PostgreSQL: serialised with every node's Commit, so a commit that
+	// checked the tombstones before this purge cannot re-insert an id it
+	// deletes.
+	if err := c.lockTx(ctx, tx, lockFeed); err != nil {
+		return nil, err
+	}
 	reports := map[string]bool{}
 	for _, id := range ids {
 		var seq int64
@@ -88,7 +96,7 @@ func (c *Catalog) Purge(ctx context.Context, ids []string, reason string, at tim
 				}
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO tombstones(id, purged_at, reason) VALUES (?,?,?)`, id, at.Unix(), reason); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tombstones(id, purged_at, reason) VALUES (?,?,?) ON CONFLICT DO NOTHING`, id, at.Unix(), reason); err != nil {
 			return nil, fmt.Errorf("catalog: tombstone %s: %w", id, err)
 		}
 	}
@@ -111,7 +119,17 @@ func (c *Catalog) Purge(ctx context.Context, ids []string, reason string, at tim
 // back into the database and truncates it to zero bytes (the WAL keeps old
 // page images otherwise). Readers holding old snapshots make the checkpoint
 // incomplete; Scrub then retries until ctx ends.
+//
+// On PostgreSQL, Scrub vacuums the message tables, so the space of deleted
+// rows is reclaimed and reused; the server's WAL archive and backups are the
+// operator's to expire (docs/configuration.md).
 func (c *Catalog) Scrub(ctx context.Context) error {
+	if c.dialect == Postgres {
+		if _, err := c.w.ExecContext(ctx, `VACUUM messages, origins, envelope, journal_reports`); err != nil {
+			return fmt.Errorf("catalog: scrub: %w", err)
+		}
+		return nil
+	}
 	for {
 		var busy, logFrames, done int
 		if err := c.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &done); err != nil {

@@ -81,8 +81,14 @@ type Store struct {
 
 // Catalog configures the metadata database.
 type Catalog struct {
-	// Backend is "sqlite".
+	// Backend is "sqlite" (default: data_dir/catalog.db) or "postgres"
+	// (a PostgreSQL database that several nodes may share).
 	Backend string `toml:"backend"`
+	// DSNFile is, for backend "postgres", a file holding the connection
+	// string (libpq keyword/value form or a postgres:// URL, password
+	// included), so that no secret sits in this config file. Required for
+	// "postgres", refused for "sqlite".
+	DSNFile string `toml:"dsn_file"`
 }
 
 // HTTP configures the API and web UI listener.
@@ -385,8 +391,17 @@ func (c *Config) Validate() error {
 	default:
 		bad("store.backend", "must be \"local\" or \"s3\", not %q", c.Store.Backend)
 	}
-	if c.Catalog.Backend != "sqlite" {
-		bad("catalog.backend", "only \"sqlite\" is supported in this release, not %q", c.Catalog.Backend)
+	switch c.Catalog.Backend {
+	case "sqlite":
+		if c.Catalog.DSNFile != "" {
+			bad("catalog.dsn_file", "is only used with backend \"postgres\" (the SQLite catalog lives in data_dir)")
+		}
+	case "postgres":
+		if c.Catalog.DSNFile == "" {
+			bad("catalog.dsn_file", "must name a file holding the PostgreSQL connection string for backend \"postgres\" (the DSN itself never goes in the config)")
+		}
+	default:
+		bad("catalog.backend", "must be \"sqlite\" or \"postgres\", not %q", c.Catalog.Backend)
 	}
 	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 		bad("http.tls_cert", "tls_cert and tls_key must be set together")

@@ -83,3 +83,30 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestCatalogBackend(t *testing.T) {
+	c := Default()
+	if err := Parse(strings.NewReader("[catalog]\nbackend = \"postgres\"\ndsn_file = \"/etc/mailarc/pg.dsn\"\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || c.Catalog.Backend != "postgres" || c.Catalog.DSNFile != "/etc/mailarc/pg.dsn" {
+		t.Fatalf("postgres catalog: %+v %v", c.Catalog, err)
+	}
+	if err := ApplyEnv(&c, []string{"MAILARC_CATALOG_DSN_FILE=/run/secrets/dsn"}); err != nil || c.Catalog.DSNFile != "/run/secrets/dsn" {
+		t.Fatalf("env override: %+v %v", c.Catalog, err)
+	}
+	for _, tc := range []struct {
+		cat  Catalog
+		want string
+	}{
+		{Catalog{Backend: "postgres"}, "catalog.dsn_file: must name a file"},
+		{Catalog{Backend: "sqlite", DSNFile: "x"}, "catalog.dsn_file: is only used with backend \"postgres\""},
+		{Catalog{Backend: "mysql"}, "catalog.backend: must be \"sqlite\" or \"postgres\", not \"mysql\""},
+	} {
+		c := Default()
+		c.Catalog = tc.cat
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: got %v, want %q", tc.cat, err, tc.want)
+		}
+	}
+}

@@ -68,6 +68,25 @@ var migrations = []string{
 	) WITHOUT ROWID;`,
 }
 
+// pgMigrations are migrations for a PostgreSQL catalog, version for version.
+var pgMigrations = []string{
+	`CREATE TABLE retention (version BIGINT PRIMARY KEY, policy TEXT NOT NULL, updated BIGINT NOT NULL, updated_by TEXT NOT NULL);
+	CREATE TABLE governance_state (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
+	CREATE TABLE holds (
+		id          TEXT COLLATE "C" PRIMARY KEY,
+		name        TEXT NOT NULL,
+		description TEXT NOT NULL,
+		query       TEXT NOT NULL,
+		after       BIGINT,
+		before      BIGINT,
+		creator     TEXT NOT NULL,
+		created     BIGINT NOT NULL,
+		expires     BIGINT,
+		released    BIGINT,
+		released_by TEXT NOT NULL
+	);`,
+}
+
 // Options tune a Service.
 type Options struct {
 	// Audit receives every policy, hold and purge record (nil: not logged,
@@ -109,7 +128,7 @@ type Service struct {
 
 // New migrates the governance tables and returns the service.
 func New(ctx context.Context, cat *catalog.Catalog, idx index.Index, st store.Store, opt Options) (*Service, error) {
-	if err := cat.Migrate(ctx, "governance", migrations); err != nil {
+	if err := cat.MigrateDialects(ctx, "governance", migrations, pgMigrations); err != nil {
 		return nil, err
 	}
 	if opt.BatchSize <= 0 {
@@ -246,17 +265,36 @@ func (s *Service) SetRetention(ctx context.Context, user string, r Retention) (S
 		return State{}, fmt.Errorf("governance: encode retention: %w", err)
 	}
 	s.runMu.Lock() // not while a sweep is evaluating the old version
-	res, err := s.w.ExecContext(ctx, `INSERT INTO retention(version, policy, updated, updated_by)
-		VALUES ((SELECT coalesce(max(version),0)+1 FROM retention), ?, ?, ?)`, string(b), s.now().Unix(), user)
+	v, err := s.storeRetention(ctx, string(b), user)
 	s.runMu.Unlock()
 	if err != nil {
 		return State{}, fmt.Errorf("governance: store retention: %w", err)
 	}
-	v, _ := res.LastInsertId()
 	if err := s.record(ctx, user, audit.ActionPolicyChange, map[string]any{"version": v, "policy": norm}); err != nil {
 		return State{}, err
 	}
 	return s.Retention(ctx)
+}
+
+// storeRetention appends a retention version and returns its number. The
+// transaction holds the catalog lock "governance.retention", so nodes
+// sharing a PostgreSQL catalog number their versions one after the other.
+func (s *Service) storeRetention(ctx context.Context, policy, user string) (int64, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if err := s.cat.LockTx(ctx, tx, "governance.retention"); err != nil {
+		return 0, err
+	}
+	var v int64
+	err = tx.QueryRowContext(ctx, `INSERT INTO retention(version, policy, updated, updated_by)
+		VALUES ((SELECT coalesce(max(version),0)+1 FROM retention), ?, ?, ?) RETURNING version`, policy, s.now().Unix(), user).Scan(&v)
+	if err != nil {
+		return 0, err
+	}
+	return v, tx.Commit()
 }
 
 func (s *Service) confirm(ctx context.Context, c Confirmation) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -13,9 +14,11 @@ import (
 	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/catalog"
+	"github.com/mailarc/mailarc/internal/catalog/catalogtest"
 	"github.com/mailarc/mailarc/internal/index"
 	"github.com/mailarc/mailarc/internal/store"
 	"github.com/mailarc/mailarc/internal/testutil"
+	"github.com/mailarc/mailarc/internal/testutil/pgtest"
 )
 
 // now is the fixed clock of these tests.
@@ -49,16 +52,21 @@ func (f feed) ChangesAfter(ctx context.Context, after int64, limit int) ([]index
 
 func (f feed) Raw(ctx context.Context, id string) ([]byte, error) { return f.arch.Raw(ctx, id) }
 
-func newEnv(t *testing.T) *env {
+// pg is the PostgreSQL cluster of this package's tests, started on first
+// use: the catalog-backed tests run on SQLite and on PostgreSQL catalogs
+// (the full-text index stays SQLite here).
+var pg pgtest.Shared
+
+func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
+
+func newEnv(t *testing.T, b catalogtest.Backend) *env {
 	t.Helper()
 	testutil.Require(t, index.FTS5Compiled(), "this test binary was built without -tags sqlite_fts5")
 	ctx := context.Background()
 	dir := t.TempDir()
 	e := &env{t: t}
 	var err error
-	if e.cat, err = catalog.Open(ctx, filepath.Join(dir, "catalog.db")); err != nil {
-		t.Fatal(err)
-	}
+	e.cat = b.New(t) // closed by its own cleanup, after the one below
 	if e.st, err = store.OpenLocal(filepath.Join(dir, "store"), store.LocalOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +84,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
-		for _, err := range []error{e.arch.Close(ctx), e.aud.Close(ctx), e.idx.Close(), e.st.Close(), e.cat.Close()} {
+		for _, err := range []error{e.arch.Close(ctx), e.aud.Close(ctx), e.idx.Close(), e.st.Close()} {
 			if err != nil {
 				t.Error(err)
 			}
@@ -130,7 +138,11 @@ func (e *env) exists(id string) bool {
 }
 
 func TestLongestMatchWinsAndConfirm(t *testing.T) {
-	e := newEnv(t)
+	catalogtest.ForEach(t, &pg, testLongestMatchWinsAndConfirm)
+}
+
+func testLongestMatchWinsAndConfirm(t *testing.T, be catalogtest.Backend) {
+	e := newEnv(t, be)
 	ctx := context.Background()
 	short := e.add("a@x.example", "routine", 60)     // 30d policy: expired
 	both := e.add("a@x.example", "keepme", 60)       // 30d and 7y: longest wins, kept
@@ -197,8 +209,10 @@ func TestLongestMatchWinsAndConfirm(t *testing.T) {
 	}
 }
 
-func TestHoldsProtect(t *testing.T) {
-	e := newEnv(t)
+func TestHoldsProtect(t *testing.T) { catalogtest.ForEach(t, &pg, testHoldsProtect) }
+
+func testHoldsProtect(t *testing.T, be catalogtest.Backend) {
+	e := newEnv(t, be)
 	ctx := context.Background()
 	held := e.add("exec@corp.example", "merger", 400)
 	free := e.add("spam@junk.example", "offer", 400)
@@ -260,8 +274,10 @@ func TestHoldsProtect(t *testing.T) {
 	}
 }
 
-func TestHoldExpiry(t *testing.T) {
-	e := newEnv(t)
+func TestHoldExpiry(t *testing.T) { catalogtest.ForEach(t, &pg, testHoldExpiry) }
+
+func testHoldExpiry(t *testing.T, be catalogtest.Backend) {
+	e := newEnv(t, be)
 	ctx := context.Background()
 	e.add("x@corp.example", "m", 400)
 	e.index()
@@ -280,8 +296,10 @@ func TestHoldExpiry(t *testing.T) {
 	}
 }
 
-func TestUnindexedNotPurged(t *testing.T) {
-	e := newEnv(t)
+func TestUnindexedNotPurged(t *testing.T) { catalogtest.ForEach(t, &pg, testUnindexedNotPurged) }
+
+func testUnindexedNotPurged(t *testing.T, be catalogtest.Backend) {
+	e := newEnv(t, be)
 	ctx := context.Background()
 	e.setPolicy(Retention{Default: "30d"})
 	id := e.add("x@corp.example", "not yet indexed", 400)
@@ -310,7 +328,11 @@ func TestUnindexedNotPurged(t *testing.T) {
 }
 
 func TestScheduledNeedsConfirmation(t *testing.T) {
-	e := newEnv(t)
+	catalogtest.ForEach(t, &pg, testScheduledNeedsConfirmation)
+}
+
+func testScheduledNeedsConfirmation(t *testing.T, be catalogtest.Backend) {
+	e := newEnv(t, be)
 	ctx := context.Background()
 	a := e.add("x@corp.example", "a", 400)
 	e.index()

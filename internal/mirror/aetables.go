@@ -90,7 +90,7 @@ func (t *tables) aeProgress(ctx context.Context, peer string, total, verified, p
 }
 
 func (t *tables) aeDone(ctx context.Context, peer, bucket string) error {
-	return t.aeExec(ctx, "anti-entropy progress", `INSERT OR IGNORE INTO mirror_ae_done(peer, bucket) VALUES (?,?)`, peer, bucket)
+	return t.aeExec(ctx, "anti-entropy progress", `INSERT INTO mirror_ae_done(peer, bucket) VALUES (?,?) ON CONFLICT DO NOTHING`, peer, bucket)
 }
 
 func (t *tables) aeDoneSet(ctx context.Context, peer string) (map[string]bool, error) {
@@ -114,7 +114,7 @@ func (t *tables) aeDoneSet(ctx context.Context, peer string) (map[string]bool, e
 // now confirmed on the peer.
 func (t *tables) aeFinish(ctx context.Context, peer string) error {
 	if err := t.aeExec(ctx, "finish anti-entropy", `UPDATE mirror_ae SET pass_started=0, verified=total, last_complete=?, passes=passes+1,
-		confirmed_head=max(confirmed_head, pass_head), last_error='' WHERE peer=?`, time.Now().Unix(), peer); err != nil {
+		confirmed_head=CASE WHEN pass_head > confirmed_head THEN pass_head ELSE confirmed_head END, last_error='' WHERE peer=?`, time.Now().Unix(), peer); err != nil {
 		return err
 	}
 	return t.aeExec(ctx, "finish anti-entropy", `DELETE FROM mirror_ae_done WHERE peer=?`, peer)
@@ -152,7 +152,7 @@ func (t *tables) addPeerTombs(ctx context.Context, peer string, ids []string) er
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	for _, id := range ids {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO mirror_peer_tombs(peer, id) VALUES (?,?)`, peer, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO mirror_peer_tombs(peer, id) VALUES (?,?) ON CONFLICT DO NOTHING`, peer, id); err != nil {
 			return fmt.Errorf("mirror: record tombstones of %s: %w", peer, err)
 		}
 	}

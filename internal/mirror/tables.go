@@ -27,6 +27,24 @@ var migrations = []string{
 	CREATE TABLE mirror_peer_tombs (peer TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (peer, id)) WITHOUT ROWID;`,
 }
 
+// pgMigrations are migrations for a PostgreSQL catalog, version for version.
+var pgMigrations = []string{
+	`CREATE TABLE mirror_pins (peer TEXT COLLATE "C" PRIMARY KEY, fingerprint TEXT NOT NULL, pinned BIGINT NOT NULL);
+	CREATE TABLE mirror_parked (peer TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL, seq BIGINT NOT NULL, reason TEXT NOT NULL,
+		parked BIGINT NOT NULL, PRIMARY KEY (peer, id));`,
+	// 2: anti-entropy progress, peers' tombstones.
+	`CREATE TABLE mirror_ae (peer TEXT COLLATE "C" PRIMARY KEY,
+		instance TEXT NOT NULL DEFAULT '', head BIGINT NOT NULL DEFAULT 0,
+		wanted TEXT NOT NULL DEFAULT '',
+		pass_started BIGINT NOT NULL DEFAULT 0, pass_head BIGINT NOT NULL DEFAULT 0, pass_reason TEXT NOT NULL DEFAULT '',
+		total BIGINT NOT NULL DEFAULT 0, verified BIGINT NOT NULL DEFAULT 0,
+		last_complete BIGINT NOT NULL DEFAULT 0, confirmed_head BIGINT NOT NULL DEFAULT 0,
+		pulled BIGINT NOT NULL DEFAULT 0, pushed BIGINT NOT NULL DEFAULT 0, passes BIGINT NOT NULL DEFAULT 0,
+		last_error TEXT NOT NULL DEFAULT '');
+	CREATE TABLE mirror_ae_done (peer TEXT COLLATE "C" NOT NULL, bucket TEXT COLLATE "C" NOT NULL, PRIMARY KEY (peer, bucket));
+	CREATE TABLE mirror_peer_tombs (peer TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL, PRIMARY KEY (peer, id));`,
+}
+
 // tables wraps the mirror's catalog tables.
 type tables struct {
 	cat  *archive.Catalog
@@ -34,7 +52,7 @@ type tables struct {
 }
 
 func openTables(ctx context.Context, cat *archive.Catalog) (*tables, error) {
-	if err := cat.Migrate(ctx, "mirror", migrations); err != nil {
+	if err := cat.MigrateDialects(ctx, "mirror", migrations, pgMigrations); err != nil {
 		return nil, err
 	}
 	w, r := cat.DB()

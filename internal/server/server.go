@@ -86,9 +86,19 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Node, erro
 			n.Close(context.Background())
 		}
 	}()
-	n.Catalog, err = catalog.Open(ctx, dir.Join("catalog.db"))
-	if err != nil {
-		return nil, err
+	switch cfg.Catalog.Backend {
+	case "postgres":
+		dsn, err := catalog.ReadDSNFile(cfg.Catalog.DSNFile)
+		if err != nil {
+			return nil, fmt.Errorf("catalog.dsn_file: %w", err)
+		}
+		if n.Catalog, err = catalog.OpenPostgres(ctx, dsn); err != nil {
+			return nil, err
+		}
+	default:
+		if n.Catalog, err = catalog.Open(ctx, dir.Join("catalog.db")); err != nil {
+			return nil, err
+		}
 	}
 	inst, err := n.Catalog.Meta(ctx, "store_instance")
 	if err != nil {
