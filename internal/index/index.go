@@ -131,6 +131,19 @@ type Result struct {
 	Hits        []Hit
 }
 
+// Shared is implemented by indexes that several nodes share (the
+// PostgreSQL index): the indexer of only one node at a time follows the
+// feed, so a batch is not built and written twice. The others wait; when
+// the leader stops or its connection drops, one of them takes over from the
+// stored watermark.
+type Shared interface {
+	// LeadIndexing blocks until this process holds the indexing lead or
+	// ctx ends. release gives the lead up; lost is closed if the lead is
+	// lost without release (the holder should stop and call LeadIndexing
+	// again).
+	LeadIndexing(ctx context.Context) (release func(), lost <-chan struct{}, err error)
+}
+
 // Index is a full-text index of archived messages. Implementations are safe
 // for concurrent use.
 type Index interface {

@@ -138,6 +138,47 @@ func (x *Indexer) SkippedAttachments() int64 { return x.skippedN.Load() }
 // Run indexes until ctx is cancelled. Errors are logged and retried with
 // backoff; Run returns only ctx's error.
 func (x *Indexer) Run(ctx context.Context) error {
+	sh, ok := x.idx.(Shared)
+	if !ok {
+		return x.run(ctx)
+	}
+	// A shared index: index only while leading; a lost lead restarts the
+	// wait (and re-reads the watermark another node may have moved).
+	for {
+		release, lost, err := sh.LeadIndexing(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			x.log.Error("cannot take the indexing lead; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Second):
+			}
+			continue
+		}
+		x.log.Info("leading indexing for the shared index")
+		lctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lost:
+				cancel()
+			case <-lctx.Done():
+			}
+		}()
+		err = x.run(lctx)
+		cancel()
+		release()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		x.log.Warn("indexing lead lost; waiting to take it again", "err", err)
+	}
+}
+
+// run indexes until ctx is cancelled (see Run).
+func (x *Indexer) run(ctx context.Context) error {
 	wm, err := x.idx.Watermark(ctx)
 	for err != nil {
 		x.log.Error("index watermark unreadable; retrying", "err", err)
@@ -188,6 +229,23 @@ func (x *Indexer) Run(ctx context.Context) error {
 
 // CatchUp indexes until the feed is exhausted (for `mailarc reindex` and tests).
 func (x *Indexer) CatchUp(ctx context.Context, progress func(done int)) error {
+	if sh, ok := x.idx.(Shared); ok {
+		release, lost, err := sh.LeadIndexing(ctx)
+		if err != nil {
+			return fmt.Errorf("index: take the indexing lead: %w", err)
+		}
+		defer release()
+		lctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-lost:
+				cancel()
+			case <-lctx.Done():
+			}
+		}()
+		ctx = lctx
+	}
 	wm, err := x.idx.Watermark(ctx)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package pgindex_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mailarc/mailarc/internal/index"
 	"github.com/mailarc/mailarc/internal/index/indextest"
@@ -262,4 +265,75 @@ func FuzzAddSearch(f *testing.F) {
 			t.Errorf("subject %q does not match itself as a phrase", text)
 		}
 	})
+}
+
+// TestIndexingLead: one node leads indexing at a time; the lead passes on
+// release and when the leader's connection dies.
+func TestIndexingLead(t *testing.T) {
+	dsn := pg.Get(t).CreateDB(t)
+	a, b := open(t, dsn), open(t, dsn)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	ctx := context.Background()
+	releaseA, lostA, err := a.LeadIndexing(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	if _, _, err := b.LeadIndexing(wctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second node took the lead while the first held it: %v", err)
+	}
+	cancel()
+	got := make(chan func(), 1)
+	go func() {
+		release, _, err := b.LeadIndexing(ctx)
+		if err != nil {
+			t.Error(err)
+			close(got)
+			return
+		}
+		got <- release
+	}()
+	releaseA()
+	select {
+	case <-lostA:
+		t.Fatal("released lead reported as lost")
+	default:
+	}
+	var releaseB func()
+	select {
+	case releaseB = <-got:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the lead did not pass to the second node after release")
+	}
+	if releaseB == nil {
+		t.FailNow()
+	}
+	releaseB()
+
+	// A leader whose session dies loses the lead, and another takes it.
+	releaseA, lost, err := a.LeadIndexing(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer releaseA() // a lost lead is still released (returns its connection)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a leader whose connection was terminated did not notice")
+	}
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	release, _, err := b.LeadIndexing(tctx)
+	if err != nil {
+		t.Fatalf("lead not available after the leader's session died: %v", err)
+	}
+	release()
 }
