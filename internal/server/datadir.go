@@ -101,6 +101,19 @@ func (d *DataDir) checkMarker() error {
 	return fsutil.WriteFileAtomic(mp, append(b, '\n'), 0o640)
 }
 
+// SetInstance records a new store instance id in the marker (a data
+// directory joining a shared archive adopts the archive's id).
+func (d *DataDir) SetInstance(id string) error {
+	m := d.Marker
+	m.Instance = id
+	b, _ := json.MarshalIndent(m, "", "  ")
+	if err := fsutil.WriteFileAtomic(filepath.Join(d.Path, markerName), append(b, '\n'), 0o640); err != nil {
+		return fmt.Errorf("data dir %s: marker: %w", d.Path, err)
+	}
+	d.Marker = m
+	return nil
+}
+
 // Close releases the lock.
 func (d *DataDir) Close() error {
 	if d.lock == nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/mailarc/mailarc/internal/config"
 	"github.com/mailarc/mailarc/internal/governance"
 	"github.com/mailarc/mailarc/internal/index"
+	"github.com/mailarc/mailarc/internal/index/pgindex"
 	"github.com/mailarc/mailarc/internal/mirror"
 	"github.com/mailarc/mailarc/internal/source/pull"
 	"github.com/mailarc/mailarc/internal/store"
@@ -100,19 +101,6 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Node, erro
 			return nil, err
 		}
 	}
-	inst, err := n.Catalog.Meta(ctx, "store_instance")
-	if err != nil {
-		return nil, err
-	}
-	switch inst {
-	case "":
-		if err := n.Catalog.SetMeta(ctx, "store_instance", dir.Marker.Instance); err != nil {
-			return nil, err
-		}
-	case dir.Marker.Instance:
-	default:
-		return nil, fmt.Errorf("data dir %s: the marker's store instance %s does not match the catalog's %s; the directory was assembled from different archives: refusing to start", dir.Path, dir.Marker.Instance, inst)
-	}
 	var key []byte
 	if cfg.Store.EncryptionKeyFile != "" {
 		key, err = store.LoadKeyFile(cfg.Store.EncryptionKeyFile)
@@ -139,6 +127,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Node, erro
 		}
 		n.Store = st
 	}
+	if err := n.reconcileInstance(ctx); err != nil {
+		return nil, err
+	}
 	n.Archive = archive.New(n.Catalog, n.Store, archive.Options{
 		MaxMessageSize: int64(cfg.MaxMessageSize),
 		Logger:         log.With("component", "archive"),
@@ -146,13 +137,74 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Node, erro
 	})
 	w, r := n.Catalog.DB()
 	n.Auth = auth.New(w, r)
-	ix, err := index.OpenSQLite(dir.Join("index.db"))
-	if err != nil {
+	if err := n.openIndex(ctx); err != nil {
 		return nil, err
 	}
-	n.Index = ix
 	ok = true
 	return n, nil
+}
+
+// reconcileInstance checks that catalog, store and data directory belong
+// to one archive, identified by its store instance id, and records the id
+// where it is missing.
+//
+// With the local store the data directory's marker names the archive. With
+// an S3 store the bucket's store.json does (several nodes may share the
+// bucket and a PostgreSQL catalog: they are one archive); a data directory
+// then adopts that id in its marker, since it holds no messages itself.
+func (n *Node) reconcileInstance(ctx context.Context) error {
+	want := n.Dir.Marker.Instance
+	shared, isShared := n.Store.(interface{ InstanceID() string })
+	if isShared {
+		want = shared.InstanceID()
+	}
+	inst, err := n.Catalog.Meta(ctx, "store_instance")
+	if err != nil {
+		return err
+	}
+	switch inst {
+	case "":
+		if err := n.Catalog.SetMeta(ctx, "store_instance", want); err != nil {
+			return err
+		}
+	case want:
+	default:
+		if isShared {
+			return fmt.Errorf("the catalog belongs to archive %s but the bucket to archive %s: catalog and store come from different archives; refusing to start", inst, want)
+		}
+		return fmt.Errorf("data dir %s: the marker's store instance %s does not match the catalog's %s; the directory was assembled from different archives: refusing to start", n.Dir.Path, want, inst)
+	}
+	if n.Dir.Marker.Instance != want {
+		n.Log.Info("data directory adopts the shared archive's store instance", "instance", want, "was", n.Dir.Marker.Instance)
+		if err := n.Dir.SetInstance(want); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openIndex opens the full-text index: in the PostgreSQL catalog's database
+// when the catalog is there (nodes sharing the catalog share the index),
+// else the SQLite file data_dir/index.db.
+func (n *Node) openIndex(ctx context.Context) error {
+	if n.Cfg.Catalog.Backend == "postgres" {
+		dsn, err := catalog.ReadDSNFile(n.Cfg.Catalog.DSNFile)
+		if err != nil {
+			return fmt.Errorf("catalog.dsn_file: %w", err)
+		}
+		ix, err := pgindex.Open(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		n.Index = ix
+		return nil
+	}
+	ix, err := index.OpenSQLite(n.Dir.Join("index.db"))
+	if err != nil {
+		return err
+	}
+	n.Index = ix
+	return nil
 }
 
 // Close stops the archive (finishing queued commits) and closes everything.
