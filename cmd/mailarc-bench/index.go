@@ -34,6 +34,8 @@ type indexBench struct {
 	loadWait                   time.Duration
 	notmuch                    bool
 	skipCorpus                 bool
+	// nmHook, when set, sees every finished notmuch process (peak RSS).
+	nmHook func(*os.ProcessState)
 }
 
 // benchIndex runs the `index` or `amplify` subcommand.
@@ -198,7 +200,11 @@ func (b *indexBench) notmuchNew(ctx context.Context, maildir, dbDir string) (flo
 func (b *indexBench) nm(ctx context.Context, cfg string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "notmuch", args...)
 	cmd.Env = append(os.Environ(), "NOTMUCH_CONFIG="+cfg)
-	return cmd.CombinedOutput()
+	out, err := cmd.CombinedOutput()
+	if b.nmHook != nil {
+		b.nmHook(cmd.ProcessState)
+	}
+	return out, err
 }
 
 // benchQuery is one query of the latency mix in both languages.

@@ -5,6 +5,12 @@
 //
 //	go run ./cmd/mailarc-bench -bin bin/mailarc -corpus ../shared/corpus/real ingest
 //	go run ./cmd/mailarc-bench -bin bin/mailarc -corpus ../shared/corpus/real smtp [-messages 10000 -size 102400 -sessions 20]
+//	go run -tags sqlite_fts5 ./cmd/mailarc-bench -bin bin/mailarc -corpus ../shared/corpus/real scale -n 100000,1000000 -work /var/tmp/scale -keep
+//
+// The index and scale benchmarks search the index in-process too, so build
+// mailarc-bench with -tags sqlite_fts5. scale (scale.go) is the issue #10
+// harness: import, reindex, disk per raw byte, cold and warm search latency
+// and peak RSS at each archive size, notmuch side by side, targets marked.
 package main
 
 import (
@@ -46,8 +52,10 @@ func main() {
 		err = benchMirror(*bin, *corpus, flag.Args()[1:])
 	case "index", "amplify":
 		err = benchIndex(what, *bin, *corpus, flag.Args()[1:])
+	case "scale":
+		err = runScale(*bin, *corpus, flag.Args()[1:])
 	default:
-		err = fmt.Errorf("unknown benchmark %q (want ingest, smtp, mirror, index or amplify)", what)
+		err = fmt.Errorf("unknown benchmark %q (want ingest, smtp, mirror, index, amplify or scale)", what)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailarc-bench:", err)
