@@ -50,12 +50,14 @@ func main() {
 		err = benchSMTP(*bin, *corpus, flag.Args()[1:])
 	case "mirror":
 		err = benchMirror(*bin, *corpus, flag.Args()[1:])
+	case "backends":
+		err = benchBackends(*bin, *corpus, flag.Args()[1:])
 	case "index", "amplify":
 		err = benchIndex(what, *bin, *corpus, flag.Args()[1:])
 	case "scale":
 		err = runScale(*bin, *corpus, flag.Args()[1:])
 	default:
-		err = fmt.Errorf("unknown benchmark %q (want ingest, smtp, mirror, index, amplify or scale)", what)
+		err = fmt.Errorf("unknown benchmark %q (want ingest, smtp, mirror, index, amplify, scale or backends)", what)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailarc-bench:", err)
