@@ -23,11 +23,8 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -192,43 +189,12 @@ func runBackend(bin, dir, extra string, msgs [][]byte, clients, iters int) (back
 	if err := waitReady("http://" + addr + "/readyz"); err != nil {
 		return res, fmt.Errorf("%v\n%s", err, log.String())
 	}
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
-	var next, failed atomic.Int64
-	lat := make([]time.Duration, len(msgs))
-	var wg sync.WaitGroup
 	start := time.Now()
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(msgs) {
-					return
-				}
-				t0 := time.Now()
-				req, _ := http.NewRequest("POST", "http://"+addr+"/api/v1/messages", bytes.NewReader(msgs[i]))
-				req.SetBasicAuth("admin", backendsPassword)
-				resp, err := hc.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 201 && resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-				lat[i] = time.Since(t0)
-			}
-		}()
+	lat, el, err := postAll(addr, backendsPassword, msgs, clients)
+	if err != nil {
+		return res, fmt.Errorf("%w\n%s", err, log.String())
 	}
-	wg.Wait()
-	el := time.Since(start).Seconds()
-	if n := failed.Load(); n > 0 {
-		return res, fmt.Errorf("%d API ingests failed\n%s", n, log.String())
-	}
-	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
+	hc := &http.Client{}
 	res.rate = float64(len(msgs)) / el
 	res.ackP50, res.ackP99 = ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100])
 	// Wait until the index holds every message.

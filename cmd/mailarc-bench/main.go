@@ -124,14 +124,25 @@ func benchIngest(bin, corpus string, clients int) error {
 	if err := waitReady("http://" + addr + "/readyz"); err != nil {
 		return fmt.Errorf("%v\n%s", err, slog.String())
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: clients}
-	hc := &http.Client{Transport: tr}
-	var next atomic.Int64
-	var failed atomic.Int64
+	lat, el, err := postAll(addr, "bench-password", msgs, clients)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("| HTTP API, %d clients (`mailarc serve`, indexer running) | %d | %.2f | %.0f | %.1f |\n", clients, len(msgs), el, float64(len(msgs))/el, float64(total)/1e6/el)
+	fmt.Printf("\nAPI acknowledgement latency: p50 %.1f ms, p99 %.1f ms\n", ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]))
+	return nil
+}
+
+// postAll posts every message to addr's API with clients concurrent
+// clients, as admin with password, and returns the sorted acknowledgement
+// latencies and the elapsed seconds. Any refused or failed post is an error.
+func postAll(addr, password string, msgs [][]byte, clients int) ([]time.Duration, float64, error) {
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	var next, failed atomic.Int64
 	lat := make([]time.Duration, len(msgs))
 	var wg sync.WaitGroup
-	start = time.Now()
-	for c := 0; c < clients; c++ {
+	start := time.Now()
+	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -142,7 +153,7 @@ func benchIngest(bin, corpus string, clients int) error {
 				}
 				t0 := time.Now()
 				req, _ := http.NewRequestWithContext(context.Background(), "POST", "http://"+addr+"/api/v1/messages", bytes.NewReader(msgs[i]))
-				req.SetBasicAuth("admin", "bench-password")
+				req.SetBasicAuth("admin", password)
 				resp, err := hc.Do(req)
 				if err != nil {
 					failed.Add(1)
@@ -158,14 +169,12 @@ func benchIngest(bin, corpus string, clients int) error {
 		}()
 	}
 	wg.Wait()
-	el = time.Since(start).Seconds()
-	if failed.Load() > 0 {
-		return fmt.Errorf("%d API ingests failed", failed.Load())
+	el := time.Since(start).Seconds()
+	if n := failed.Load(); n > 0 {
+		return nil, el, fmt.Errorf("%d API ingests failed", n)
 	}
 	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
-	fmt.Printf("| HTTP API, %d clients (`mailarc serve`, indexer running) | %d | %.2f | %.0f | %.1f |\n", clients, len(msgs), el, float64(len(msgs))/el, float64(total)/1e6/el)
-	fmt.Printf("\nAPI acknowledgement latency: p50 %.1f ms, p99 %.1f ms\n", ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]))
-	return nil
+	return lat, el, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

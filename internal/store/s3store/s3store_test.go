@@ -52,12 +52,12 @@ func TestContractEncryptedVersioned(t *testing.T) {
 		return s
 	})
 	// Nothing of a deleted blob may remain in any version.
-	out, err := g.cli.ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: &bucket})
+	out, err := g.Client.ListObjectVersions(context.Background(), &s3.ListObjectVersionsInput{Bucket: &bucket})
 	if err != nil {
 		t.Fatal(err)
 	}
 	live := map[string]bool{}
-	lo, err := g.cli.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket})
+	lo, err := g.Client.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestEncryptionAtRest(t *testing.T) {
 	if err := plain.Put(ctx, []store.Blob{store.NewBlob(secret)}); err != nil {
 		t.Fatal(err)
 	}
-	if hits := filesContaining(t, filepath.Join(g.root, bucket, "plain"), []byte("CORRECT-HORSE")); len(hits) == 0 {
+	if hits := filesContaining(t, filepath.Join(g.Root, bucket, "plain"), []byte("CORRECT-HORSE")); len(hits) == 0 {
 		t.Fatal("control: plaintext not found in the unencrypted store's files")
 	}
 
@@ -123,7 +123,7 @@ func TestEncryptionAtRest(t *testing.T) {
 	if err := s.Put(ctx, []store.Blob{b}); err != nil {
 		t.Fatal(err)
 	}
-	if hits := filesContaining(t, filepath.Join(g.root, bucket, "enc"), []byte("CORRECT-HORSE")); len(hits) != 0 {
+	if hits := filesContaining(t, filepath.Join(g.Root, bucket, "enc"), []byte("CORRECT-HORSE")); len(hits) != 0 {
 		t.Fatalf("plaintext visible in %v", hits)
 	}
 	got, err := s.Get(ctx, b.ID)
@@ -188,7 +188,7 @@ func TestKeyCheck(t *testing.T) {
 
 	// Blobs without store.json: refuse to guess.
 	orphan := "o/blobs/" + b.ID[:2] + "/" + b.ID
-	if _, err := g.cli.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &orphan, Body: bytes.NewReader([]byte("x"))}); err != nil {
+	if _, err := g.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &orphan, Body: bytes.NewReader([]byte("x"))}); err != nil {
 		t.Fatal(err)
 	}
 	if s, err := Open(ctx, g.options(bucket, "o")); err == nil {
@@ -223,7 +223,7 @@ func TestCorruptionDetected(t *testing.T) {
 	}
 	// A stray object in the blob area is reported too, with an empty id.
 	stray := "c/blobs/zz/not-a-blob"
-	if _, err := g.cli.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &stray, Body: bytes.NewReader([]byte("x"))}); err != nil {
+	if _, err := g.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &stray, Body: bytes.NewReader([]byte("x"))}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -300,14 +300,14 @@ func TestStatsAfterReopen(t *testing.T) {
 
 	// Drop the metadata of one object.
 	key := "r/blobs/" + blobs[3].ID[:2] + "/" + blobs[3].ID
-	obj, err := g.cli.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
+	obj, err := g.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
 	buf.ReadFrom(obj.Body)
 	obj.Body.Close()
-	if _, err := g.cli.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(buf.Bytes())}); err != nil {
+	if _, err := g.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(buf.Bytes())}); err != nil {
 		t.Fatal(err)
 	}
 
