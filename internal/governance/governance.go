@@ -11,6 +11,15 @@
 //	    admin last confirmed with POST /retention/run?confirm=N.
 //	holds(id, name, description, query, after, before, creator, created,
 //	      expires, released, released_by)   times are Unix seconds, NULL = unset
+//	worm_objects(id TEXT PRIMARY KEY, retain_until INTEGER, legal_hold INTEGER)
+//	    (version 2) the Object Lock state governance has applied to a store
+//	    object: retain-until in Unix seconds (0 = none), legal hold 0/1;
+//	    objects with neither have no row.
+//	store_deletes(id TEXT PRIMARY KEY, since INTEGER, tries INTEGER, error TEXT)
+//	    (version 2) store objects of purged messages not deleted yet
+//	    (refused by Object Lock, or a failed request); retried.
+//	governance_state "worm" = JSON {cursor, policy, holds, full}: the WORM
+//	    sync's progress (see WORM below).
 //
 // # Sweeps
 //
@@ -31,6 +40,42 @@
 // records the policy version; scheduled sweeps purge only while the current
 // policy version is the confirmed one, so a policy change purges nothing
 // until an admin has looked at its dry run and confirmed it.
+//
+// # WORM (S3 Object Lock)
+//
+// When the store implements store.Retainer and has Object Lock enabled,
+// retention and holds are also enforced by the object store. The WORM
+// sync (SyncWORM, run by WORMLoop) follows the catalog's metadata counter
+// (mseq) up to the index watermark with its own cursor, since policies and
+// holds are index queries, and for every indexed message:
+//
+//   - sets the object's retain-until to message date + the longest
+//     matching keep period (the default when none matches), and the same
+//     date (the latest of their messages) on journal report blobs that
+//     contain it. Dates are only ever extended, never shortened or
+//     cleared: shortening a policy does not shorten dates already set,
+//     which is what WORM means; such messages are purged once their date
+//     has passed. Mail kept forever gets no retain-until (S3 needs a
+//     date, and a far one could never be undone if a finite policy came
+//     later); it is still never purged by mailarc. Dates already in the
+//     past are not set.
+//   - places an S3 legal hold while an active litigation hold covers the
+//     message and lifts it when none does (released or expired). Report
+//     blobs get no legal hold.
+//
+// A change of the policy version or of the set of active holds starts a
+// resumable full pass over the catalog (retention part, hold part or
+// both) before the incremental pass continues. Applied state is recorded
+// in worm_objects after the store accepted it; calls are diffed against
+// it, so repeated syncs cost nothing.
+//
+// Sweeps skip ("locked") expired, unheld messages whose recorded
+// retain-until is still ahead or whose legal hold is not lifted yet, in
+// dry and real runs alike. Every purge records its store objects in
+// store_deletes before the catalog purge; if the store refuses a delete
+// (store.ErrLocked, e.g. a lock set by someone else) or fails, the id
+// stays there and is retried by every sweep and WORM sync until the object
+// is gone (a leftover legal hold on a purged message is lifted first).
 package governance
 
 import (
@@ -66,6 +111,7 @@ var migrations = []string{
 		released    INTEGER,
 		released_by TEXT NOT NULL
 	) WITHOUT ROWID;`,
+	wormMigration,
 }
 
 // pgMigrations are migrations for a PostgreSQL catalog, version for version.
@@ -85,6 +131,7 @@ var pgMigrations = []string{
 		released    BIGINT,
 		released_by TEXT NOT NULL
 	);`,
+	pgWormMigration,
 }
 
 // Options tune a Service.
@@ -107,8 +154,14 @@ type Options struct {
 	// are deferred to a later sweep and holdingBack names the peers that
 	// have not acknowledged them yet. SetPeersHave sets it after New.
 	PeersHave func(ctx context.Context, ids []string) (ok map[string]bool, holdingBack []string, err error)
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// WORMInterval is the period of the WORM sync (WORMLoop) when the
+	// store enforces retention itself (default 30 s; policy and hold
+	// changes wake it at once).
+	WORMInterval time.Duration
+	// WORMConcurrency bounds the object lock requests run at once (default 8).
+	WORMConcurrency int
+	Now             func() time.Time
+	Logger          *slog.Logger
 }
 
 // Service is the governance service of one node.
@@ -124,6 +177,8 @@ type Service struct {
 
 	runMu   sync.Mutex // one sweep at a time
 	purgeMu sync.Mutex // hold creation vs. a purge batch's hold check and delete
+
+	worm wormRuntime // WORM sync (worm.go)
 }
 
 // New migrates the governance tables and returns the service.
@@ -140,6 +195,12 @@ func New(ctx context.Context, cat *catalog.Catalog, idx index.Index, st store.St
 	if opt.Samples <= 0 {
 		opt.Samples = 20
 	}
+	if opt.WORMInterval <= 0 {
+		opt.WORMInterval = 30 * time.Second
+	}
+	if opt.WORMConcurrency <= 0 {
+		opt.WORMConcurrency = 8
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -148,6 +209,7 @@ func New(ctx context.Context, cat *catalog.Catalog, idx index.Index, st store.St
 	}
 	w, r := cat.DB()
 	s := &Service{cat: cat, w: w, r: r, idx: idx, st: st, opt: opt, log: opt.Logger}
+	s.worm.kick = make(chan struct{}, 1)
 	if opt.PeersHave != nil {
 		s.SetPeersHave(opt.PeersHave)
 	}
@@ -270,6 +332,7 @@ func (s *Service) SetRetention(ctx context.Context, user string, r Retention) (S
 	if err != nil {
 		return State{}, fmt.Errorf("governance: store retention: %w", err)
 	}
+	s.kickWORM()
 	if err := s.record(ctx, user, audit.ActionPolicyChange, map[string]any{"version": v, "policy": norm}); err != nil {
 		return State{}, err
 	}

@@ -135,6 +135,7 @@ func (s *Service) CreateHold(ctx context.Context, user string, spec HoldSpec) (*
 	if err != nil {
 		return nil, fmt.Errorf("governance: create hold: %w", err)
 	}
+	s.kickWORM()
 	if err := s.record(ctx, user, audit.ActionHoldCreate, h); err != nil {
 		return nil, err
 	}
@@ -214,6 +215,7 @@ func (s *Service) ReleaseHold(ctx context.Context, user, id string) error {
 	if _, err := s.w.ExecContext(ctx, `UPDATE holds SET released=?, released_by=? WHERE id=? AND released IS NULL`, s.now().Unix(), user, id); err != nil {
 		return fmt.Errorf("governance: release hold %s: %w", id, err)
 	}
+	s.kickWORM()
 	return s.record(ctx, user, audit.ActionHoldRelease, map[string]string{"id": id, "name": h.Name})
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/query"
+	"github.com/mailarc/mailarc/internal/store"
 )
 
 // RunResult is the outcome of a sweep.
@@ -24,6 +25,11 @@ type RunResult struct {
 	// names those peers. A later sweep purges them.
 	Deferred   int64    `json:"deferred,omitempty"`
 	HeldBackBy []string `json:"held_back_by,omitempty"`
+	// Locked counts expired, unheld messages kept because their object is
+	// still locked in the object store (S3 Object Lock: a retain-until
+	// date set under a longer policy not passed yet, or a legal hold not
+	// lifted yet). A later sweep purges them.
+	Locked int64 `json:"locked,omitempty"`
 	// Pending counts possibly expired messages the index has not indexed
 	// yet; they are evaluated by a later sweep.
 	Pending int64 `json:"pending"`
@@ -95,6 +101,15 @@ func (s *Service) Scheduled(ctx context.Context) (RunResult, error) {
 		return RunResult{}, err
 	}
 	if st.Confirmed == nil || st.Confirmed.Version != st.Version {
+		// Earlier purges' objects the store refused to delete are retried
+		// even while the current policy awaits confirmation.
+		if n, err := s.retryDeletes(ctx); err != nil {
+			return RunResult{}, err
+		} else if n > 0 {
+			if err := s.scrub(ctx); err != nil {
+				return RunResult{}, err
+			}
+		}
 		res, err := s.sweep(ctx, true)
 		res.AwaitingConfirmation = true
 		if err == nil && res.WouldPurge > 0 {
@@ -155,6 +170,14 @@ func (s *Service) sweep(ctx context.Context, dry bool) (RunResult, error) {
 		return res, nil
 	}
 	purgedAny := false
+	if !dry {
+		// Objects of earlier purges the store refused to delete.
+		n, err := s.retryDeletes(ctx)
+		if err != nil {
+			return res, err
+		}
+		purgedAny = n > 0
+	}
 	var after int64
 	for {
 		if err := ctx.Err(); err != nil {
@@ -195,6 +218,11 @@ func (s *Service) sweep(ctx context.Context, dry bool) (RunResult, error) {
 			}
 			res.Deferred += d
 			res.HeldBackBy = mergeNames(res.HeldBackBy, by)
+			unheld, locked, err := s.deferLocked(ctx, unheld)
+			if err != nil {
+				return res, err
+			}
+			res.Locked += locked
 			for _, id := range unheld {
 				res.WouldPurge++
 				if len(res.Samples) < s.opt.Samples {
@@ -203,10 +231,11 @@ func (s *Service) sweep(ctx context.Context, dry bool) (RunResult, error) {
 			}
 			continue
 		}
-		n, h, d, by, err := s.purgeBatch(ctx, expired, st.Version)
+		n, h, d, l, by, err := s.purgeBatch(ctx, expired, st.Version)
 		res.Purged += n
 		res.Held += h
 		res.Deferred += d
+		res.Locked += l
 		res.HeldBackBy = mergeNames(res.HeldBackBy, by)
 		purgedAny = purgedAny || n > 0
 		if err != nil {
@@ -282,12 +311,12 @@ func (s *Service) held(ctx context.Context, ids []string) (map[string]bool, erro
 
 // purgeBatch checks holds and purges the unheld ids, under purgeMu so a
 // hold created meanwhile is either seen here or created after the purge.
-func (s *Service) purgeBatch(ctx context.Context, expired []string, version int64) (purged, heldN, deferred int64, by []string, err error) {
+func (s *Service) purgeBatch(ctx context.Context, expired []string, version int64) (purged, heldN, deferred, locked int64, by []string, err error) {
 	s.purgeMu.Lock()
 	defer s.purgeMu.Unlock()
 	held, err := s.held(ctx, expired)
 	if err != nil {
-		return 0, 0, 0, nil, err
+		return 0, 0, 0, 0, nil, err
 	}
 	ids := make([]string, 0, len(expired))
 	for _, id := range expired {
@@ -299,13 +328,17 @@ func (s *Service) purgeBatch(ctx context.Context, expired []string, version int6
 	}
 	ids, deferred, by, err = s.deferUnacked(ctx, ids)
 	if err != nil {
-		return 0, heldN, 0, nil, err
+		return 0, heldN, 0, 0, nil, err
 	}
 	if deferred > 0 {
 		s.log.Warn("retention: purges deferred until mirrored peers have the messages", "deferred", deferred, "peers", by)
 	}
+	ids, locked, err = s.deferLocked(ctx, ids)
+	if err != nil {
+		return 0, heldN, deferred, 0, by, err
+	}
 	purged, heldN, err = s.purgeIDs(ctx, ids, heldN, version)
-	return purged, heldN, deferred, by, err
+	return purged, heldN, deferred, locked, by, err
 }
 
 // purgeIDs purges ids (already checked against holds and peers).
@@ -318,15 +351,33 @@ func (s *Service) purgeIDs(ctx context.Context, ids []string, heldN, version int
 	if err := s.record(ctx, "system", audit.ActionPurge, map[string]any{"ids": ids, "reason": reason}); err != nil {
 		return 0, heldN, err
 	}
+	// The store deletes are recorded before the catalog forgets the ids,
+	// so a delete that fails (an object still locked by the object store,
+	// a network error, a crash) is retried until the object is gone.
+	if err := s.markDeletes(ctx, ids); err != nil {
+		return 0, heldN, err
+	}
 	orphans, err := s.cat.Purge(ctx, ids, reason, s.now())
 	if err != nil {
 		return 0, heldN, err
 	}
+	if err := s.markDeletes(ctx, orphans); err != nil {
+		return int64(len(ids)), heldN, err
+	}
 	if err := s.idx.Delete(ctx, ids); err != nil {
 		return int64(len(ids)), heldN, fmt.Errorf("governance: purge from index (catalog already purged): %w", err)
 	}
-	if err := s.st.Delete(ctx, append(ids, orphans...)); err != nil {
-		return int64(len(ids)), heldN, fmt.Errorf("governance: purge from store (catalog already purged): %w", err)
+	all := append(ids, orphans...)
+	if err := s.st.Delete(ctx, all); err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			// Not lost: retryDeletes tries again on every sweep and sync.
+			s.log.Warn("retention: the object store refused to delete locked objects of purged messages; retrying later", "err", err)
+			return int64(len(ids)), heldN, nil
+		}
+		return int64(len(ids)), heldN, fmt.Errorf("governance: purge from store (catalog already purged; retried later): %w", err)
+	}
+	if err := s.doneDeletes(ctx, all); err != nil {
+		return int64(len(ids)), heldN, err
 	}
 	return int64(len(ids)), heldN, nil
 }

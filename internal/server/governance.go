@@ -2,15 +2,20 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/governance"
 )
 
 // startGovernance opens the audit log and governance service and starts
-// the scheduled retention sweeper.
+// the scheduled retention sweeper and, when the store enforces retention
+// itself (S3 Object Lock), the WORM sync with its metrics.
 func (n *Node) startGovernance(ctx context.Context, wg *sync.WaitGroup, c *components) error {
 	gov, _, err := n.Governance(ctx)
 	if err != nil {
@@ -21,7 +26,33 @@ func (n *Node) startGovernance(ctx context.Context, wg *sync.WaitGroup, c *compo
 		defer wg.Done()
 		gov.RunLoop(ctx)
 	}()
+	if err := n.Registry.Register(gov.WORMCollector()); err != nil {
+		if !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return fmt.Errorf("governance metrics: %w", err)
+		}
+	}
+	if gov.WORMEnabled() {
+		n.Log.Info("object store enforces retention and holds (S3 Object Lock): WORM sync started")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gov.WORMLoop(ctx)
+		}()
+	}
 	return nil
+}
+
+// WORMStatus returns the state of the WORM sync (retention and holds
+// applied to the object store), or nil before governance is open.
+func (n *Node) WORMStatus(ctx context.Context) (*governance.WORMStatus, error) {
+	if n.gov == nil {
+		return nil, nil
+	}
+	st, err := n.gov.WORMStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
 }
 
 // AuditLog opens (once) the node's audit log; it is closed with the node.

@@ -378,17 +378,19 @@ type components struct {
 
 // Status is the /api/v1/status document.
 type Status struct {
-	Node      string          `json:"node"`
-	Version   string          `json:"version"`
-	Started   time.Time       `json:"started"`
-	Instance  string          `json:"store_instance"`
-	Counts    StatusCounts    `json:"counts"`
-	Index     StatusIndex     `json:"index"`
-	Storage   StatusStorage   `json:"storage"`
-	Peers     []any           `json:"peers"`
-	Sources   []any           `json:"sources"`
-	Drift     []string        `json:"policy_drift"`
-	Listeners StatusListeners `json:"-"`
+	Node     string        `json:"node"`
+	Version  string        `json:"version"`
+	Started  time.Time     `json:"started"`
+	Instance string        `json:"store_instance"`
+	Counts   StatusCounts  `json:"counts"`
+	Index    StatusIndex   `json:"index"`
+	Storage  StatusStorage `json:"storage"`
+	Peers    []any         `json:"peers"`
+	Sources  []any         `json:"sources"`
+	Drift    []string      `json:"policy_drift"`
+	// WORM is the S3 Object Lock sync (absent without Object Lock).
+	WORM      *governance.WORMStatus `json:"worm,omitempty"`
+	Listeners StatusListeners        `json:"-"`
 }
 
 // StatusCounts are message counts.
@@ -432,6 +434,9 @@ func (n *Node) Status(ctx context.Context) (any, error) {
 		Peers:    n.peerStatus(ctx), Sources: n.sourceStatus(), Drift: n.policyDrift(ctx),
 	}
 	n.indexStatus(ctx, &st, cs)
+	if st.WORM, err = n.WORMStatus(ctx); err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 

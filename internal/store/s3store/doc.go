@@ -52,7 +52,9 @@
 // SetRetention sets the object's retain-until date (GOVERNANCE mode by
 // default, so an administrator with s3:BypassGovernanceRetention can still
 // shorten it; COMPLIANCE on request) and SetLegalHold places or lifts an S3
-// legal hold. With "on" Open fails if the bucket lacks Object Lock; with
+// legal hold. ExtendRetention (used by governance) only ever extends a
+// date, without asking to bypass GOVERNANCE retention, and reports the date
+// in force. With "on" Open fails if the bucket lacks Object Lock; with
 // "off" it is never used.
 //
 // # Sizes, Walk and Stats

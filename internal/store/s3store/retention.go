@@ -151,3 +151,44 @@ func (s *Store) Lock(ctx context.Context, id string) (LockState, error) {
 	}
 	return st, nil
 }
+
+// ExtendRetention sets the blob's retain-until date to until unless the
+// date in force is later: it never shortens or clears one. The request
+// does not ask to bypass GOVERNANCE retention (so it needs no
+// s3:BypassGovernanceRetention permission, and the object store itself
+// refuses a shorter date); when it is refused, the date in force is read
+// back and, if it is at least until, returned as success. It returns the
+// retain-until date in force afterwards. Without Object Lock it returns an
+// error wrapping store.ErrNoRetention.
+func (s *Store) ExtendRetention(ctx context.Context, id string, until time.Time) (time.Time, error) {
+	if _, err := store.ParseID(id); err != nil {
+		return time.Time{}, fmt.Errorf("s3store: extend retention: %w", err)
+	}
+	if until.IsZero() {
+		return time.Time{}, fmt.Errorf("s3store: extend retention of %s: no date", id)
+	}
+	if err := s.begin(); err != nil {
+		return time.Time{}, err
+	}
+	if !s.lock {
+		s.end()
+		return time.Time{}, fmt.Errorf("s3store: extend retention of %s: %w (bucket %s has no Object Lock)", id, store.ErrNoRetention, s.bucket)
+	}
+	key := s.blobKey(id)
+	until = until.UTC()
+	_, err := s.cli.PutObjectRetention(ctx, &s3.PutObjectRetentionInput{Bucket: &s.bucket, Key: &key,
+		Retention: &types.ObjectLockRetention{Mode: s.mode, RetainUntilDate: aws.Time(until)}})
+	s.end()
+	if err == nil {
+		return until, nil
+	}
+	if isNotFound(err) {
+		return time.Time{}, fmt.Errorf("s3store: extend retention of %s: %w", id, store.ErrNotFound)
+	}
+	// Refused: perhaps because a later date (or COMPLIANCE) is in force.
+	st, lerr := s.Lock(ctx, id)
+	if lerr == nil && !st.RetainUntil.Before(until) {
+		return st.RetainUntil, nil
+	}
+	return time.Time{}, fmt.Errorf("s3store: extend retention of %s: %w", id, err)
+}
