@@ -31,6 +31,7 @@ func commands() map[string]command {
 		"version": {"print the release version", runVersion},
 		"export":  {"export messages (mbox or zip) with manifest and chain of custody", runExport},
 		"audit":   {"verify or list the audit log: verify, list", runAudit},
+		"migrate": {"move the archive to other backends (e.g. S3 + PostgreSQL) and back", runMigrate},
 	}
 }
 
