@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailarc/mailarc/internal/index/boolexpr"
+	"github.com/mailarc/mailarc/internal/index/tokens"
 	"github.com/mailarc/mailarc/internal/query"
 )
 
@@ -16,10 +18,10 @@ import (
 // (pure negations, ORs mixing words with size filters) becomes SQL that
 // probes FTS per candidate row.
 //
-// Terms without any token characters (e.g. "--") are ignored: they are
-// dropped from AND and OR, and a negation of nothing is dropped too.
+// The inner nodes (And, Or, Not, Const) and the simplifications that do
+// not depend on the leaves come from package boolexpr, shared with pgindex.
 
-type expr interface{}
+type expr = boolexpr.Expr
 
 type (
 	ftsExpr string // positive FTS5 expression
@@ -27,11 +29,7 @@ type (
 		sql  string // condition on alias m (meta)
 		args []any
 	}
-	ridRange  struct{ lo, hi int64 } // lo <= rid <= hi
-	andExpr   []expr
-	orExpr    []expr
-	notExpr   struct{ e expr }
-	constExpr bool
+	ridRange struct{ lo, hi int64 } // lo <= rid <= hi
 )
 
 const (
@@ -67,7 +65,7 @@ func ftsString(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) 
 
 // phraseFTS renders text as an FTS5 phrase, "" when it has no tokens.
 func phraseFTS(text string, prefix bool) string {
-	p, open := cjkPrep(sanitize(text), true)
+	p, open := tokens.CJKPrep(sanitize(text), true, isTokenRune)
 	if !hasToken(p) {
 		return ""
 	}
@@ -80,7 +78,7 @@ func phraseFTS(text string, prefix bool) string {
 
 func termExpr(t *query.Term) expr {
 	if t.IsAddressForm() {
-		tok := ftsString(specialToken(kindAddr, t.Text))
+		tok := ftsString(specialToken(tokens.KindAddr, t.Text))
 		if t.Field.IsAddress() {
 			return ftsExpr(fieldCol(t.Field) + " : " + tok)
 		}
@@ -108,7 +106,7 @@ func termExpr(t *query.Term) expr {
 }
 
 // dateRid maps a time to the smallest rowid of its second.
-func dateRid(t time.Time) int64 { return clampUnix(t) << ridShift }
+func dateRid(t time.Time) int64 { return ClampUnix(t) << ridShift }
 
 func compileNode(n query.Node) expr {
 	switch n := n.(type) {
@@ -117,9 +115,9 @@ func compileNode(n query.Node) expr {
 	case *query.Term:
 		return termExpr(n)
 	case *query.HasAttachment:
-		return ftsExpr("tags : " + ftsString(specialToken(kindTag, "attachment")))
+		return ftsExpr("tags : " + ftsString(specialToken(tokens.KindTag, "attachment")))
 	case *query.Origin:
-		return ftsExpr("tags : " + ftsString(specialToken(kindOrigin, n.Value)))
+		return ftsExpr("tags : " + ftsString(specialToken(tokens.KindOrigin, n.Value)))
 	case *query.After:
 		return ridRange{lo: dateRid(n.Date), hi: math.MaxInt64}
 	case *query.Before:
@@ -127,48 +125,20 @@ func compileNode(n query.Node) expr {
 	case *query.Size:
 		return sqlExpr{sql: "m.size " + string(n.Op) + " ?", args: []any{n.Bytes}}
 	case *query.Not:
-		return simplifyNot(compileNode(n.Node))
+		return boolexpr.Negate(compileNode(n.Node))
 	case *query.And:
-		var es []expr
-		for _, c := range n.Nodes {
-			es = append(es, compileNode(c))
-		}
-		return simplifyAnd(es)
+		return simplifyAnd(boolexpr.CompileAll(n.Nodes, compileNode))
 	case *query.Or:
-		var es []expr
-		for _, c := range n.Nodes {
-			es = append(es, compileNode(c))
-		}
-		return simplifyOr(es)
+		return simplifyOr(boolexpr.CompileAll(n.Nodes, compileNode))
 	}
-	return constExpr(false)
+	return boolexpr.Const(false)
 }
 
-func simplifyNot(e expr) expr {
-	switch e := e.(type) {
-	case nil:
-		return nil
-	case constExpr:
-		return !e
-	case notExpr:
-		return e.e
-	}
-	return notExpr{e}
-}
-
+// simplifyAnd flattens nested ANDs, drops ignored operands and merges the
+// FTS operands (and negated FTS operands, when there is a positive one)
+// into one FTS expression and the rowid ranges into one range.
 func simplifyAnd(in []expr) expr {
-	var flat []expr
-	var walk func([]expr)
-	walk = func(es []expr) {
-		for _, e := range es {
-			if a, ok := e.(andExpr); ok {
-				walk(a)
-			} else if e != nil {
-				flat = append(flat, e)
-			}
-		}
-	}
-	walk(in)
+	flat := boolexpr.Flatten[boolexpr.And](in)
 	if len(flat) == 0 {
 		return nil
 	}
@@ -178,9 +148,9 @@ func simplifyAnd(in []expr) expr {
 	hasRng := false
 	for _, e := range flat {
 		switch e := e.(type) {
-		case constExpr:
+		case boolexpr.Const:
 			if !e {
-				return constExpr(false)
+				return boolexpr.Const(false)
 			}
 		case ftsExpr:
 			pos = append(pos, string(e))
@@ -188,8 +158,8 @@ func simplifyAnd(in []expr) expr {
 			hasRng = true
 			rng.lo = max(rng.lo, e.lo)
 			rng.hi = min(rng.hi, e.hi)
-		case notExpr:
-			if f, ok := e.e.(ftsExpr); ok {
+		case boolexpr.Not:
+			if f, ok := e.E.(ftsExpr); ok {
 				neg = append(neg, string(f))
 			} else {
 				rest = append(rest, e)
@@ -199,9 +169,9 @@ func simplifyAnd(in []expr) expr {
 		}
 	}
 	if hasRng && rng.lo > rng.hi {
-		return constExpr(false)
+		return boolexpr.Const(false)
 	}
-	var out andExpr
+	var out boolexpr.And
 	if len(pos) > 0 {
 		f := joinFTS(pos, "AND")
 		if len(neg) > 0 {
@@ -210,20 +180,14 @@ func simplifyAnd(in []expr) expr {
 		out = append(out, ftsExpr(f))
 	} else {
 		for _, n := range neg {
-			out = append(out, notExpr{ftsExpr(n)})
+			out = append(out, boolexpr.Not{E: ftsExpr(n)})
 		}
 	}
 	if hasRng {
 		out = append(out, rng)
 	}
 	out = append(out, rest...)
-	switch len(out) {
-	case 0:
-		return constExpr(true)
-	case 1:
-		return out[0]
-	}
-	return out
+	return boolexpr.Collapse(out, true)
 }
 
 func joinFTS(parts []string, op string) string {
@@ -233,29 +197,20 @@ func joinFTS(parts []string, op string) string {
 	return "(" + strings.Join(parts, ") "+op+" (") + ")"
 }
 
+// simplifyOr flattens nested ORs, drops ignored operands and merges the
+// FTS operands into one FTS expression.
 func simplifyOr(in []expr) expr {
-	var flat []expr
-	var walk func([]expr)
-	walk = func(es []expr) {
-		for _, e := range es {
-			if o, ok := e.(orExpr); ok {
-				walk(o)
-			} else if e != nil {
-				flat = append(flat, e)
-			}
-		}
-	}
-	walk(in)
+	flat := boolexpr.Flatten[boolexpr.Or](in)
 	if len(flat) == 0 {
 		return nil
 	}
 	var fts []string
-	var rest orExpr
+	var rest boolexpr.Or
 	for _, e := range flat {
 		switch e := e.(type) {
-		case constExpr:
+		case boolexpr.Const:
 			if e {
-				return constExpr(true)
+				return boolexpr.Const(true)
 			}
 		case ftsExpr:
 			fts = append(fts, string(e))
@@ -263,18 +218,12 @@ func simplifyOr(in []expr) expr {
 			rest = append(rest, e)
 		}
 	}
-	var out orExpr
+	var out boolexpr.Or
 	if len(fts) > 0 {
 		out = append(out, ftsExpr(joinFTS(fts, "OR")))
 	}
 	out = append(out, rest...)
-	switch len(out) {
-	case 0:
-		return constExpr(false)
-	case 1:
-		return out[0]
-	}
-	return out
+	return boolexpr.Collapse(out, false)
 }
 
 // visibilityExpr restricts to messages involving one of addrs.
@@ -283,14 +232,11 @@ func visibilityExpr(addrs []string) expr {
 		return nil
 	}
 	var toks []string
-	for _, a := range addrs {
-		a = strings.ToLower(strings.TrimSpace(a))
-		if a != "" {
-			toks = append(toks, ftsString(specialToken(kindAddr, a)))
-		}
+	for _, a := range tokens.VisibleAddrs(addrs) {
+		toks = append(toks, ftsString(specialToken(tokens.KindAddr, a)))
 	}
 	if len(toks) == 0 {
-		return constExpr(false)
+		return boolexpr.Const(false)
 	}
 	return ftsExpr(colsAddr + " : (" + strings.Join(toks, " OR ") + ")")
 }
@@ -309,7 +255,7 @@ func toSQL(e expr, c sqlCtx, sb *strings.Builder, args *[]any) {
 	switch e := e.(type) {
 	case nil:
 		sb.WriteString("1")
-	case constExpr:
+	case boolexpr.Const:
 		if e {
 			sb.WriteString("1")
 		} else {
@@ -324,12 +270,12 @@ func toSQL(e expr, c sqlCtx, sb *strings.Builder, args *[]any) {
 	case ridRange:
 		sb.WriteString("(m.rid BETWEEN ? AND ?)")
 		*args = append(*args, e.lo, e.hi)
-	case notExpr:
+	case boolexpr.Not:
 		sb.WriteString("NOT ")
-		toSQL(e.e, c, sb, args)
-	case andExpr:
+		toSQL(e.E, c, sb, args)
+	case boolexpr.And:
 		joinSQL([]expr(e), " AND ", c, sb, args)
-	case orExpr:
+	case boolexpr.Or:
 		joinSQL([]expr(e), " OR ", c, sb, args)
 	}
 }
@@ -359,11 +305,11 @@ func makePlan(root query.Node, visibility []string) plan {
 	var items []expr
 	switch e := e.(type) {
 	case nil:
-	case constExpr:
+	case boolexpr.Const:
 		if !e {
 			return plan{none: true}
 		}
-	case andExpr:
+	case boolexpr.And:
 		items = e
 	default:
 		items = []expr{e}

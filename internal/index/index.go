@@ -34,19 +34,17 @@
 //
 // # Tokens
 //
-// unicode61 splits text at everything but letters, digits and private-use
-// characters, folds case and removes diacritics (café = CAFE). Runs of CJK
-// characters, which it would keep as one token, are rewritten before
-// indexing into overlapping bigrams plus the run's final character; query
-// words get the same treatment, so any substring of a CJK run is found.
-// Addresses are indexed as words (name and address split at punctuation)
-// and additionally as opaque exact-match tokens for the full address,
-// "local@" and "@domain" with each domain suffix: from:alice@corp.example
-// matches exactly that address, from:@corp.example the domain and its
-// subdomains, from:alice and from:corp.example match as words/phrases, and
-// from:"Alice Smith" matches the display name. Origins (and each
-// colon-segment prefix) and has:attachment are opaque tokens in the tags
-// column, which bare words do not search.
+// What is a word and which exact-match tokens a document gets (CJK
+// bigrams, address forms, origins, has:attachment) is defined once, for
+// both indexes, in package tokens. In the SQLite index unicode61 splits
+// text at everything but letters, digits and private-use characters and
+// folds case and diacritics; CJK runs are rewritten before indexing. The
+// exact-match tokens are single words U+E000 + kind + tokens.Digest (20
+// hex digits of SHA-256(kind + lowercase value)), which no document or
+// query text can produce because private-use characters are turned into
+// spaces in all of it. Address forms follow each entry's words in the
+// address columns; origins and has:attachment are in the tags column,
+// which bare words do not search.
 package index
 
 import (
@@ -72,6 +70,16 @@ type Document struct {
 	AttachmentText                   string   // extracted text, searched by attachment:
 	Origins                          []string // e.g. "smtp", "import", "api", "imap:journal", "peer:arc-b"
 }
+
+// Dates are clamped to 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+const (
+	minUnix = -62135596800
+	maxUnix = 253402300799
+)
+
+// ClampUnix returns the Unix time of t clamped to years 0001-9999: the
+// date an index stores for a Document and compares query dates with.
+func ClampUnix(t time.Time) int64 { return min(max(t.Unix(), minUnix), maxUnix) }
 
 // HasAttachment reports whether d counts as having an attachment.
 func (d *Document) HasAttachment() bool {

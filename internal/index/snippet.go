@@ -8,6 +8,7 @@ import (
 	"golang.org/x/text/transform"
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/mailarc/mailarc/internal/index/tokens"
 	"github.com/mailarc/mailarc/internal/query"
 )
 
@@ -71,20 +72,20 @@ type lazyToks struct {
 func (l *lazyToks) get(i int) (snipTok, bool) {
 	for len(l.toks) <= i {
 		rs := l.rs
-		for l.pos < len(rs) && !isCJK(rs[l.pos]) && !isTokenRune(rs[l.pos]) {
+		for l.pos < len(rs) && !tokens.IsCJK(rs[l.pos]) && !isTokenRune(rs[l.pos]) {
 			l.pos++
 		}
 		if l.pos >= len(rs) {
 			return snipTok{}, false
 		}
 		s := l.pos
-		if isCJK(rs[s]) {
+		if tokens.IsCJK(rs[s]) {
 			l.toks = append(l.toks, snipTok{span{s, s + 1}, string(rs[s])})
 			l.pos++
 			continue
 		}
 		j := s
-		for j < len(rs) && isTokenRune(rs[j]) && !isCJK(rs[j]) {
+		for j < len(rs) && isTokenRune(rs[j]) && !tokens.IsCJK(rs[j]) {
 			j++
 		}
 		l.toks = append(l.toks, snipTok{span{s, j}, l.f.fold(string(rs[s:j]))})

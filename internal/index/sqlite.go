@@ -13,6 +13,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3" // database/sql driver "sqlite3"
 
+	"github.com/mailarc/mailarc/internal/index/tokens"
 	"github.com/mailarc/mailarc/internal/query"
 )
 
@@ -23,14 +24,6 @@ const (
 	ridShift = 20
 	ridMask  = 1<<ridShift - 1
 )
-
-// Dates are clamped to 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
-const (
-	minUnix = -62135596800
-	maxUnix = 253402300799
-)
-
-func clampUnix(t time.Time) int64 { return min(max(t.Unix(), minUnix), maxUnix) }
 
 // ErrNoFTS5 is returned by OpenSQLite when the program was built without
 // SQLite's FTS5 extension.
@@ -149,11 +142,11 @@ func ftsValues(d *Document) []any {
 	var tags []string
 	for _, o := range d.Origins {
 		for _, p := range query.OriginPrefixes(o) {
-			tags = append(tags, specialToken(kindOrigin, p))
+			tags = append(tags, specialToken(tokens.KindOrigin, p))
 		}
 	}
 	if d.HasAttachment() {
-		tags = append(tags, specialToken(kindTag, "attachment"))
+		tags = append(tags, specialToken(tokens.KindTag, "attachment"))
 	}
 	fname := append(append([]string(nil), d.AttachmentNames...), d.AttachmentTypes...)
 	return []any{
@@ -203,7 +196,7 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 		if err := s.removeTx(ctx, byID, delFTS, delMeta, d.ID); err != nil {
 			return fmt.Errorf("index add %s: %w", d.ID, err)
 		}
-		sec := clampUnix(d.Date)
+		sec := ClampUnix(d.Date)
 		low := d.Seq & ridMask
 		rid := int64(-1)
 		for n := int64(0); n <= ridMask; n++ {

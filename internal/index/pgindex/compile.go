@@ -5,6 +5,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailarc/mailarc/internal/index"
+	"github.com/mailarc/mailarc/internal/index/boolexpr"
+	"github.com/mailarc/mailarc/internal/index/tokens"
 	"github.com/mailarc/mailarc/internal/query"
 )
 
@@ -15,11 +18,10 @@ import (
 // OR, NOT of them) is folded into one tsq leaf, so the common query is a
 // single "tsv @@ tsquery" served by the GIN index.
 //
-// Terms without any token characters (e.g. "--") are ignored: they are
-// dropped from AND and OR, and a negation of nothing is dropped too; a nil
-// expr stands for "ignored".
+// Inner nodes and leaf-independent simplifications (a nil expr is an
+// ignored term) come from package boolexpr, shared with the SQLite index.
 
-type expr interface{}
+type expr = boolexpr.Expr
 
 type (
 	tsq  string // tsquery text, self-contained (parenthesised if compound)
@@ -27,10 +29,6 @@ type (
 		sql string // condition on alias d, with one %s per argument
 		arg int64
 	}
-	andExpr   []expr
-	orExpr    []expr
-	notExpr   struct{ e expr }
-	constExpr bool
 )
 
 func lexemeQuery(lex string, prefix bool) string {
@@ -75,7 +73,7 @@ func phraseInAll(codes []byte, toks []string, prefix bool) tsq {
 func addrIn(codes []byte, v string) []string {
 	parts := make([]string, len(codes))
 	for i, c := range codes {
-		parts[i] = lexemeQuery(specialLexeme(c, kindAddr, v), false)
+		parts[i] = lexemeQuery(specialLexeme(c, tokens.KindAddr, v), false)
 	}
 	return parts
 }
@@ -111,7 +109,7 @@ func termExpr(t *query.Term) expr {
 
 // unixDay is the Unix time of a query date; dates are clamped like
 // document dates.
-func unixDay(t time.Time) int64 { return clampUnix(t) }
+func unixDay(t time.Time) int64 { return index.ClampUnix(t) }
 
 func compileNode(n query.Node) expr {
 	switch n := n.(type) {
@@ -120,9 +118,9 @@ func compileNode(n query.Node) expr {
 	case *query.Term:
 		return termExpr(n)
 	case *query.HasAttachment:
-		return tsq(lexemeQuery(specialLexeme(codeTags, kindTag, "attachment"), false))
+		return tsq(lexemeQuery(specialLexeme(codeTags, tokens.KindTag, "attachment"), false))
 	case *query.Origin:
-		return tsq(lexemeQuery(specialLexeme(codeTags, kindOrigin, n.Value), false))
+		return tsq(lexemeQuery(specialLexeme(codeTags, tokens.KindOrigin, n.Value), false))
 	case *query.After:
 		return cond{sql: "d.date >= %s", arg: unixDay(n.Date)}
 	case *query.Before:
@@ -132,124 +130,58 @@ func compileNode(n query.Node) expr {
 		case query.SizeGT, query.SizeGE, query.SizeLT, query.SizeLE:
 			return cond{sql: "d.size " + string(n.Op) + " %s", arg: n.Bytes}
 		}
-		return constExpr(false)
+		return boolexpr.Const(false)
 	case *query.Not:
 		return simplifyNot(compileNode(n.Node))
 	case *query.And:
-		es := make([]expr, 0, len(n.Nodes))
-		for _, c := range n.Nodes {
-			es = append(es, compileNode(c))
-		}
-		return simplifyAnd(es)
+		return simplifyAnd(boolexpr.CompileAll(n.Nodes, compileNode))
 	case *query.Or:
-		es := make([]expr, 0, len(n.Nodes))
-		for _, c := range n.Nodes {
-			es = append(es, compileNode(c))
-		}
-		return simplifyOr(es)
+		return simplifyOr(boolexpr.CompileAll(n.Nodes, compileNode))
 	}
-	return constExpr(false)
+	return boolexpr.Const(false)
 }
 
+// simplifyNot negates e, folding the negation of a tsquery into it.
 func simplifyNot(e expr) expr {
-	switch e := e.(type) {
-	case nil:
-		return nil
-	case constExpr:
-		return !e
-	case tsq:
-		return tsq("!" + string(e))
-	case notExpr:
-		return e.e
+	if q, ok := e.(tsq); ok {
+		return tsq("!" + string(q))
 	}
-	return notExpr{e}
+	return boolexpr.Negate(e)
 }
 
 // simplifyAnd flattens nested ANDs, drops ignored operands and merges all
 // tsquery operands into one.
-func simplifyAnd(in []expr) expr {
-	var flat []expr
-	var walk func([]expr)
-	walk = func(es []expr) {
-		for _, e := range es {
-			if a, ok := e.(andExpr); ok {
-				walk(a)
-			} else if e != nil {
-				flat = append(flat, e)
-			}
-		}
-	}
-	walk(in)
-	if len(flat) == 0 {
-		return nil
-	}
-	var qs []string
-	var out andExpr
-	for _, e := range flat {
-		switch e := e.(type) {
-		case constExpr:
-			if !e {
-				return constExpr(false)
-			}
-		case tsq:
-			qs = append(qs, string(e))
-		default:
-			out = append(out, e)
-		}
-	}
-	if len(qs) > 0 {
-		out = append(andExpr{joinTsq(qs, " & ")}, out...)
-	}
-	switch len(out) {
-	case 0:
-		return constExpr(true)
-	case 1:
-		return out[0]
-	}
-	return out
-}
+func simplifyAnd(in []expr) expr { return simplify[boolexpr.And](in, true, " & ") }
 
 // simplifyOr is simplifyAnd for OR.
-func simplifyOr(in []expr) expr {
-	var flat []expr
-	var walk func([]expr)
-	walk = func(es []expr) {
-		for _, e := range es {
-			if o, ok := e.(orExpr); ok {
-				walk(o)
-			} else if e != nil {
-				flat = append(flat, e)
-			}
-		}
-	}
-	walk(in)
+func simplifyOr(in []expr) expr { return simplify[boolexpr.Or](in, false, " | ") }
+
+// simplify simplifies the operation G (with the given identity, and op
+// joining tsqueries) on in.
+func simplify[G boolexpr.And | boolexpr.Or](in []expr, identity boolexpr.Const, op string) expr {
+	flat := boolexpr.Flatten[G](in)
 	if len(flat) == 0 {
 		return nil
 	}
 	var qs []string
-	var out orExpr
+	var rest []expr
 	for _, e := range flat {
 		switch e := e.(type) {
-		case constExpr:
-			if e {
-				return constExpr(true)
+		case boolexpr.Const:
+			if e != identity {
+				return e
 			}
 		case tsq:
 			qs = append(qs, string(e))
 		default:
-			out = append(out, e)
+			rest = append(rest, e)
 		}
 	}
+	var out G
 	if len(qs) > 0 {
-		out = append(orExpr{joinTsq(qs, " | ")}, out...)
+		out = append(out, joinTsq(qs, op))
 	}
-	switch len(out) {
-	case 0:
-		return constExpr(false)
-	case 1:
-		return out[0]
-	}
-	return out
+	return boolexpr.Collapse(append(out, rest...), identity)
 }
 
 func joinTsq(qs []string, op string) tsq {
@@ -266,14 +198,11 @@ func visibilityExpr(addrs []string) expr {
 		return nil
 	}
 	var parts []string
-	for _, a := range addrs {
-		a = strings.ToLower(strings.TrimSpace(a))
-		if a != "" {
-			parts = append(parts, addrIn(addrCodes, a)...)
-		}
+	for _, a := range tokens.VisibleAddrs(addrs) {
+		parts = append(parts, addrIn(addrCodes, a)...)
 	}
 	if len(parts) == 0 {
-		return constExpr(false)
+		return boolexpr.Const(false)
 	}
 	return anyOf(parts)
 }
@@ -294,7 +223,7 @@ func (b *sqlBuilder) cond(e expr) {
 	switch e := e.(type) {
 	case nil:
 		b.sb.WriteString("TRUE")
-	case constExpr:
+	case boolexpr.Const:
 		if e {
 			b.sb.WriteString("TRUE")
 		} else {
@@ -304,12 +233,12 @@ func (b *sqlBuilder) cond(e expr) {
 		b.sb.WriteString("d.tsv @@ " + b.param(string(e)) + "::text::tsquery")
 	case cond:
 		b.sb.WriteString("(" + strings.Replace(e.sql, "%s", b.param(e.arg), 1) + ")")
-	case notExpr:
+	case boolexpr.Not:
 		b.sb.WriteString("NOT ")
-		b.cond(e.e)
-	case andExpr:
+		b.cond(e.E)
+	case boolexpr.And:
 		b.join([]expr(e), " AND ")
-	case orExpr:
+	case boolexpr.Or:
 		b.join([]expr(e), " OR ")
 	}
 }
@@ -331,7 +260,7 @@ func rankQuery(e expr) string {
 	switch e := e.(type) {
 	case tsq:
 		return string(e)
-	case andExpr:
+	case boolexpr.And:
 		for _, x := range e {
 			if q, ok := x.(tsq); ok {
 				return string(q)

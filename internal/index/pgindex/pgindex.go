@@ -29,12 +29,13 @@
 // The text is tokenised and folded in Go, not by a PostgreSQL text search
 // configuration, so that results do not depend on the server's locale,
 // dictionaries or parser (which would split "foo-bar", e-mail addresses and
-// file names its own way) and match the SQLite index exactly. Tokens are
-// runs of letters and digits, lowercased, with diacritics removed (café =
-// CAFE; this is what the "unaccent" + "simple" configuration would do),
-// runs of CJK characters rewritten into overlapping bigrams as in the
-// SQLite index, and cut at 255 bytes. The tsvector literal is built in Go
-// and the tsquery likewise, so PostgreSQL only stores and matches lexemes.
+// file names its own way) and match the SQLite index exactly: the rules
+// shared with it (CJK bigrams, address forms, exact-match tokens) are in
+// package tokens. Tokens are runs of letters and digits, lowercased, with
+// diacritics removed (café = CAFE; this is what the "unaccent" + "simple"
+// configuration would do), CJK runs rewritten by tokens.CJKPrep, and cut
+// at 255 bytes. The tsvector literal is built in Go and the tsquery
+// likewise, so PostgreSQL only stores and matches lexemes.
 //
 // Every lexeme starts with a one-letter field code: f (From and Sender),
 // t (To and envelope), c (Cc), b (Bcc and envelope), s (subject), y (body),
@@ -44,11 +45,11 @@
 // free position between two address entries so a phrase cannot span them)
 // and the weight labels used by ts_rank: subject A, from B, file names C,
 // the rest D. Exact-match facets are position-less special lexemes: code,
-// '!', kind and 20 hex digits of SHA-256(kind + lowercase value), kind 'a'
-// for an address (the full address, "local@" and "@domain" for the domain
-// and each of its suffixes), 'o' for an origin and each colon-segment
-// prefix, 't' for has:attachment. Words never contain '!', so only the
-// compiler's own exact lexemes reach them.
+// '!', kind and tokens.Digest (20 hex digits of SHA-256(kind + lowercase
+// value)), kind 'a' for an address (the full address, "local@" and
+// "@domain" for the domain and each of its suffixes), 'o' for an origin and
+// each colon-segment prefix, 't' for has:attachment. Words never contain
+// '!', so only the compiler's own exact lexemes reach them.
 //
 // # Limits
 //
@@ -71,16 +72,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailarc/mailarc/internal/index"
+	"github.com/mailarc/mailarc/internal/index/boolexpr"
 	"github.com/mailarc/mailarc/internal/query"
 )
-
-// Dates are clamped to 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
-const (
-	minUnix = -62135596800
-	maxUnix = 253402300799
-)
-
-func clampUnix(t time.Time) int64 { return min(max(t.Unix(), minUnix), maxUnix) }
 
 // Index is the PostgreSQL implementation of index.Index. It is safe for
 // concurrent use, also by several processes sharing the database.
@@ -146,7 +140,7 @@ func (x *Index) Add(ctx context.Context, docs []index.Document, watermark int64)
 		}
 		ids = append(ids, d.ID)
 		seqs = append(seqs, d.Seq)
-		dates = append(dates, clampUnix(d.Date))
+		dates = append(dates, index.ClampUnix(d.Date))
 		sizes = append(sizes, d.Size)
 		vecs = append(vecs, docVector(d))
 	}
@@ -245,7 +239,7 @@ func (x *Index) Search(ctx context.Context, q *query.Query, opt index.Options) (
 	}
 	qe := compileNode(root)
 	e := simplifyAnd([]expr{qe, visibilityExpr(opt.Addresses)})
-	if c, ok := e.(constExpr); ok && !bool(c) {
+	if c, ok := e.(boolexpr.Const); ok && !bool(c) {
 		return index.Result{Hits: []index.Hit{}}, nil
 	}
 	limit := opt.Limit
@@ -331,7 +325,7 @@ func (x *Index) Matches(ctx context.Context, q *query.Query, ids []string) ([]st
 	}
 	e := compileNode(root)
 	out := []string{}
-	if c, ok := e.(constExpr); ok && !bool(c) {
+	if c, ok := e.(boolexpr.Const); ok && !bool(c) {
 		return out, nil
 	}
 	for start := 0; start < len(ids); start += matchChunk {

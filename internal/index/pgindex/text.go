@@ -1,8 +1,6 @@
 package pgindex
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +10,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/mailarc/mailarc/internal/index"
+	"github.com/mailarc/mailarc/internal/index/tokens"
 	"github.com/mailarc/mailarc/internal/query"
 )
 
@@ -84,137 +83,29 @@ const (
 	maxVecBytes  = 1 << 19 // target size of a tsvector (PostgreSQL's hard limit is 1 MiB)
 )
 
-// The functions below up to specialToken are copied from package index
-// (text.go), which does not export them: isCJK, cjkPrep and the address
-// helpers must behave identically for both indexes. TODO: share them from
-// an exported internal package once the index package can change.
-
-// isCJK reports whether r belongs to a script written without spaces
-// between words (Han, Hiragana, Katakana, Hangul). Such runs are indexed as
-// overlapping character bigrams, see cjkPrep.
-func isCJK(r rune) bool {
-	if r < 0x1100 {
-		return false
-	}
-	return r == 0x30FC || unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul)
-}
-
 // isMark reports whether r is a combining diacritical mark, which SQLite's
 // unicode61 tokenizer keeps inside a token and then removes.
 func isMark(r rune) bool { return r >= 0x300 && r <= 0x36F }
 
 // isTokenRune reports whether r belongs to a token: letters and numbers
 // (like unicode61 minus private-use characters, which the SQLite index
-// turns into spaces) and combining diacritical marks.
+// turns into spaces) and combining diacritical marks. tokens.CJKPrep is
+// given it to tell whether a token follows a CJK run.
 func isTokenRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) || isMark(r) }
 
-// hasToken reports whether s contains at least one token character.
-func hasToken(s string) bool { return strings.ContainsFunc(s, isTokenRune) }
-
-// cjkPrep rewrites every run of CJK characters in s into its overlapping
-// bigrams followed by the run's last character as a unigram, each as its
-// own token: "東京都" -> " 東京 京都 都 ". Text without CJK characters is
-// returned unchanged.
-//
-// For query text (query=true) a run that ends the text (no token follows
-// it) is written as bigrams only, so that it may match the start of a
-// longer run in the document; a single-character final run is written as a
-// unigram and open reports that the caller must make it a prefix query.
-func cjkPrep(s string, query bool) (out string, open bool) {
-	if !strings.ContainsFunc(s, isCJK) {
-		return s, false
-	}
-	var b strings.Builder
-	b.Grow(len(s) * 3)
-	var run []rune
-	flush := func(last bool) {
-		if len(run) == 0 {
-			return
-		}
-		b.WriteByte(' ')
-		for i := 0; i+1 < len(run); i++ {
-			b.WriteRune(run[i])
-			b.WriteRune(run[i+1])
-			b.WriteByte(' ')
-		}
-		if !last || len(run) == 1 {
-			b.WriteRune(run[len(run)-1])
-			b.WriteByte(' ')
-			open = last
-		}
-		run = run[:0]
-	}
-	for i, r := range s {
-		if isCJK(r) {
-			run = append(run, r)
-			continue
-		}
-		if len(run) > 0 {
-			flush(query && !hasToken(s[i:]))
-		}
-		b.WriteRune(r)
-	}
-	flush(query)
-	return b.String(), open
-}
-
-// Special-token kinds, as in package index.
-const (
-	kindAddr   = 'a' // full address, "local@", "@domain" and each "@domain suffix"
-	kindOrigin = 'o' // origin and each of its colon-segment prefixes
-	kindTag    = 't' // "attachment" for has:attachment
-)
-
-// specialLexeme is the lexeme of an exact-match facet in the field with
-// the given code: code, '!', kind and 20 hex digits of SHA-256(kind +
-// lowercase value). Word lexemes never contain '!', so no word, phrase or
-// prefix query can match a special lexeme.
+// specialLexeme is the lexeme of an exact-match token (see package tokens)
+// in the field with the given code: code, '!', kind and
+// tokens.Digest(kind, v). Word lexemes never contain '!', so no word,
+// phrase or prefix query can match a special lexeme.
 func specialLexeme(code, kind byte, v string) string {
-	h := sha256.Sum256(append([]byte{kind}, strings.ToLower(v)...))
-	return string([]byte{code, '!', kind}) + hex.EncodeToString(h[:10])
-}
-
-// addrOf extracts the address from a "Name <addr>" or "addr" entry,
-// lowercased; "" when there is none.
-func addrOf(entry string) string {
-	if i := strings.LastIndexByte(entry, '<'); i >= 0 {
-		if j := strings.IndexByte(entry[i:], '>'); j > 0 {
-			return strings.ToLower(strings.TrimSpace(entry[i+1 : i+j]))
-		}
-	}
-	e := strings.TrimSpace(entry)
-	if strings.Contains(e, "@") && !strings.ContainsFunc(e, unicode.IsSpace) {
-		return strings.ToLower(e)
-	}
-	return ""
-}
-
-// addrForms returns the values indexed for one address: the full address,
-// "local@", and "@d" for the domain and each of its dot suffixes.
-func addrForms(addr string) []string {
-	forms := []string{addr}
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return forms
-	}
-	forms = append(forms, addr[:at+1])
-	dom := addr[at+1:]
-	for dom != "" {
-		forms = append(forms, "@"+dom)
-		dot := strings.IndexByte(dom, '.')
-		if dot < 0 {
-			break
-		}
-		dom = dom[dot+1:]
-	}
-	return forms
+	return string([]byte{code, '!', kind}) + tokens.Digest(kind, v)
 }
 
 // foldRune lowercases r and removes its diacritics (é -> e), except in CJK
 // scripts (NFD would split Hangul syllables into jamo).
 func foldRune(r rune) rune {
 	r = unicode.ToLower(r)
-	if r < 0xC0 || isCJK(r) {
+	if r < 0xC0 || tokens.IsCJK(r) {
 		return r
 	}
 	var buf [16]byte
@@ -231,10 +122,10 @@ func foldRune(r rune) rune {
 	return unicode.ToLower(base)
 }
 
-// tokens splits s into folded tokens: runs of token characters, lowercased,
-// diacritics removed, cut to maxTokenLen bytes. CJK runs must have been
-// rewritten by cjkPrep first.
-func tokens(s string) []string {
+// foldTokens splits s into folded tokens: runs of token characters,
+// lowercased, diacritics removed, cut to maxTokenLen bytes. CJK runs must
+// have been rewritten by tokens.CJKPrep first.
+func foldTokens(s string) []string {
 	var out []string
 	var b strings.Builder
 	flush := func() {
@@ -263,8 +154,8 @@ func tokens(s string) []string {
 // queryTokens returns the tokens of query text and whether the last one
 // must be matched as a prefix because of an open CJK run.
 func queryTokens(text string) (toks []string, open bool) {
-	p, open := cjkPrep(text, true)
-	return tokens(p), open
+	p, open := tokens.CJKPrep(text, true, isTokenRune)
+	return foldTokens(p), open
 }
 
 // vecBuilder collects the lexemes of one document.
@@ -281,8 +172,8 @@ func newVecBuilder() *vecBuilder {
 // words adds the tokens of text to the field with the given code, at
 // consecutive positions.
 func (v *vecBuilder) words(code byte, text string) {
-	p, _ := cjkPrep(text, false)
-	for _, tok := range tokens(p) {
+	p, _ := tokens.CJKPrep(text, false, isTokenRune)
+	for _, tok := range foldTokens(p) {
 		n := v.next[code] + 1
 		v.next[code] = n
 		lex := string(code) + tok
@@ -323,9 +214,9 @@ func (v *vecBuilder) addresses(code byte, lists ...[]string) {
 				continue
 			}
 			v.words(code, e)
-			if a := addrOf(e); a != "" {
-				for _, f := range addrForms(a) {
-					v.special(code, kindAddr, f)
+			if a := tokens.AddrOf(e); a != "" {
+				for _, f := range tokens.AddrForms(a) {
+					v.special(code, tokens.KindAddr, f)
 				}
 			}
 			v.gap(code)
@@ -346,11 +237,11 @@ func docVector(d *index.Document) string {
 	v.words(codeFname, strings.Join(append(slices.Clone(d.AttachmentNames), d.AttachmentTypes...), "\n"))
 	for _, o := range d.Origins {
 		for _, p := range query.OriginPrefixes(o) {
-			v.special(codeTags, kindOrigin, p)
+			v.special(codeTags, tokens.KindOrigin, p)
 		}
 	}
 	if d.HasAttachment() {
-		v.special(codeTags, kindTag, "attachment")
+		v.special(codeTags, tokens.KindTag, "attachment")
 	}
 	return v.literal()
 }

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailarc/mailarc/internal/index"
+	"github.com/mailarc/mailarc/internal/index/tokens"
 )
 
 func TestTokens(t *testing.T) {
@@ -20,11 +21,11 @@ func TestTokens(t *testing.T) {
 		"\uE000abc\xffdef":                  {"abc", "def"},
 		"--- !!":                            nil,
 	} {
-		if got := tokens(in); !slices.Equal(got, want) {
-			t.Errorf("tokens(%q) = %q, want %q", in, got, want)
+		if got := foldTokens(in); !slices.Equal(got, want) {
+			t.Errorf("foldTokens(%q) = %q, want %q", in, got, want)
 		}
 	}
-	if got := tokens(strings.Repeat("é", 300)); len(got) != 1 || len(got[0]) != maxTokenLen {
+	if got := foldTokens(strings.Repeat("é", 300)); len(got) != 1 || len(got[0]) != maxTokenLen {
 		t.Errorf("long token: %d tokens, first %d bytes; want one of %d", len(got), len(got[0]), maxTokenLen)
 	}
 }
@@ -49,9 +50,9 @@ func TestDocVector(t *testing.T) {
 	}
 	v := docVector(&d)
 	for _, want := range []string{"'falice':1B,2B", "'fcorp':3B", "'fbob':6B", "'sit':1A", "'ss':2A", "'stest':4A",
-		"'" + specialLexeme(codeFrom, kindAddr, "@example") + "'",
-		"'" + specialLexeme(codeTags, kindOrigin, "peer") + "'",
-		"'" + specialLexeme(codeTags, kindTag, "attachment") + "'",
+		"'" + specialLexeme(codeFrom, tokens.KindAddr, "@example") + "'",
+		"'" + specialLexeme(codeTags, tokens.KindOrigin, "peer") + "'",
+		"'" + specialLexeme(codeTags, tokens.KindTag, "attachment") + "'",
 		"'nimage':1C"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("vector %s\nlacks %s", v, want)
@@ -81,21 +82,22 @@ func TestVectorBudget(t *testing.T) {
 	}
 }
 
-// FuzzTokens: tokens are non-empty, valid UTF-8, within maxTokenLen, made of
-// token characters only, and folding is idempotent.
+// FuzzTokens: foldTokens gives tokens that are non-empty, valid UTF-8,
+// within maxTokenLen and made of token characters only, and folding is
+// idempotent.
 func FuzzTokens(f *testing.F) {
 	for _, s := range []string{"Café NAÏVE", "東京都庁で会議", "ǅemal Ǆ ﬁ", "e\u0301\u0301", "\xff\xfe", "ΣΊΣΥΦΟΣ"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		p, _ := cjkPrep(s, false)
-		toks := tokens(p)
+		p, _ := tokens.CJKPrep(s, false, isTokenRune)
+		toks := foldTokens(p)
 		for _, tok := range toks {
 			if tok == "" || !utf8.ValidString(tok) || len(tok) > maxTokenLen || strings.ContainsFunc(tok, func(r rune) bool { return !isTokenRune(r) }) {
 				t.Fatalf("bad token %q from %q", tok, s)
 			}
 		}
-		if again := tokens(strings.Join(toks, " ")); !slices.Equal(again, toks) {
+		if again := foldTokens(strings.Join(toks, " ")); !slices.Equal(again, toks) {
 			t.Fatalf("folding not idempotent: %q -> %q -> %q", s, toks, again)
 		}
 	})
