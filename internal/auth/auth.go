@@ -453,6 +453,9 @@ func (s *Service) EnsureAdmin(ctx context.Context, password string) (created boo
 		generated = password
 	}
 	if err := s.AddUser(ctx, "admin", password, RoleAdmin, nil); err != nil {
+		if errors.Is(err, ErrExists) {
+			return false, "", nil // another node sharing the catalog created it first
+		}
 		return false, "", err
 	}
 	return true, generated, nil

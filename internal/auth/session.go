@@ -40,6 +40,9 @@ var ErrBadSession = errors.New("auth: invalid or expired session")
 type MetaStore interface {
 	Meta(ctx context.Context, key string) (string, error)
 	SetMeta(ctx context.Context, key, value string) error
+	// InitMeta stores value unless key has one and returns the stored
+	// value (nodes sharing a catalog agree on the first one written).
+	InitMeta(ctx context.Context, key, value string) (string, error)
 }
 
 // Session is a verified session.
@@ -81,7 +84,17 @@ func NewSessions(ctx context.Context, meta MetaStore, svc *Service, ttl time.Dur
 		if _, err := rand.Read(key); err != nil {
 			return nil, fmt.Errorf("auth: session key: %w", err)
 		}
-		if err := meta.SetMeta(ctx, sessionKeyMeta, hex.EncodeToString(key)); err != nil {
+		if v == "" {
+			// Nodes sharing a catalog and starting together must end up
+			// with one key: keep whichever was stored first.
+			stored, err := meta.InitMeta(ctx, sessionKeyMeta, hex.EncodeToString(key))
+			if err != nil {
+				return nil, fmt.Errorf("auth: store session key: %w", err)
+			}
+			if key, err = hex.DecodeString(stored); err != nil || len(key) < 32 {
+				return nil, errors.New("auth: the stored session key is damaged")
+			}
+		} else if err := meta.SetMeta(ctx, sessionKeyMeta, hex.EncodeToString(key)); err != nil {
 			return nil, fmt.Errorf("auth: store session key: %w", err)
 		}
 	}

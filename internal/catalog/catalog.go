@@ -625,6 +625,20 @@ func (c *Catalog) SetMeta(ctx context.Context, key, value string) error {
 	return nil
 }
 
+// InitMeta stores value under key unless the key already has a value, and
+// returns the value stored: value, or the one another node (sharing a
+// PostgreSQL catalog) wrote first. For once-per-archive secrets and ids.
+func (c *Catalog) InitMeta(ctx context.Context, key, value string) (string, error) {
+	if _, err := c.w.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING`, key, value); err != nil {
+		return "", fmt.Errorf("catalog: init meta %s: %w", key, err)
+	}
+	var stored string
+	if err := c.w.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&stored); err != nil {
+		return "", fmt.Errorf("catalog: init meta %s: %w", key, err)
+	}
+	return stored, nil
+}
+
 // IsTombstoned reports which of ids were purged.
 func (c *Catalog) IsTombstoned(ctx context.Context, ids []string) (map[string]bool, error) {
 	out := map[string]bool{}

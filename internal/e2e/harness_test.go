@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building mailarc:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := pg.Main(m) // runs the tests, then stops the shared PostgreSQL cluster if one started
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -61,7 +62,7 @@ type proc struct {
 	// mirrorPort is the mirror listener's port (mirroring tests).
 	mirrorPort int
 	cmd        *exec.Cmd
-	log        *bytes.Buffer
+	log        *logBuffer
 	exited     chan struct{}
 	// bin and env, when set, override the binary and add environment
 	// variables for the next start (mirroring tests).
@@ -90,7 +91,7 @@ func newProc(t *testing.T, dir, extra string) *proc {
 
 func (p *proc) start() {
 	p.t.Helper()
-	p.log = &bytes.Buffer{}
+	p.log = &logBuffer{}
 	bin := binary
 	if p.bin != "" {
 		bin = p.bin
@@ -116,6 +117,25 @@ func (p *proc) start() {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+}
+
+// logBuffer collects a process's output; safe to read while the process
+// still writes (exec copies into it from its own goroutine).
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // kill sends SIGKILL and waits for the process to be gone.

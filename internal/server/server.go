@@ -162,11 +162,14 @@ func (n *Node) reconcileInstance(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	switch inst {
-	case "":
-		if err := n.Catalog.SetMeta(ctx, "store_instance", want); err != nil {
+	if inst == "" {
+		// Nodes sharing a catalog may start together: the first id
+		// written wins and the others compare against it.
+		if inst, err = n.Catalog.InitMeta(ctx, "store_instance", want); err != nil {
 			return err
 		}
+	}
+	switch inst {
 	case want:
 	default:
 		if isShared {

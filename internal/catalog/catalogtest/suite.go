@@ -439,6 +439,16 @@ func testSourceStateAndMeta(t *testing.T, c *catalog.Catalog) {
 	if v, err := c.Meta(ctx, "k"); err != nil || v != "v2" {
 		t.Fatalf("meta %q %v", v, err)
 	}
+	// InitMeta keeps the first value written.
+	if v, err := c.InitMeta(ctx, "once", "first"); err != nil || v != "first" {
+		t.Fatalf("InitMeta on an absent key: %q %v", v, err)
+	}
+	if v, err := c.InitMeta(ctx, "once", "second"); err != nil || v != "first" {
+		t.Fatalf("InitMeta on a present key: %q %v, want the first value", v, err)
+	}
+	if v, err := c.InitMeta(ctx, "k", "v3"); err != nil || v != "v2" {
+		t.Fatalf("InitMeta over SetMeta's value: %q %v", v, err)
+	}
 }
 
 func testUpdateSourceState(t *testing.T, c *catalog.Catalog) {
