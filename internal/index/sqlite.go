@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -164,6 +165,21 @@ func ftsValues(d *Document) []any {
 
 // Add indexes docs and stores watermark in one transaction.
 func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) error {
+	// Column text (sanitising, CJK bigrams, address and tag tokens) is
+	// prepared on every CPU before the single writer starts.
+	cols := make([][]any, len(docs))
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), max(len(docs)/16, 1))
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(docs); i += workers {
+				cols[i] = ftsValues(&docs[i])
+			}
+		}()
+	}
+	wg.Wait()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -188,9 +204,14 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 	if err != nil {
 		return fmt.Errorf("index add: prepare: %w", err)
 	}
+	// The per-row statements run without ctx's cancellation (the driver
+	// starts a watcher goroutine per statement for a cancellable context);
+	// ctx is checked between documents instead.
+	outer := ctx
+	ctx = context.WithoutCancel(ctx)
 	for i := range docs {
 		d := &docs[i]
-		if err := ctx.Err(); err != nil {
+		if err := outer.Err(); err != nil {
 			return fmt.Errorf("index add: %w", err)
 		}
 		if err := s.removeTx(ctx, byID, delFTS, delMeta, d.ID); err != nil {
@@ -214,7 +235,7 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 		if rid == -1 {
 			return fmt.Errorf("index add %s: more than %d messages in one second", d.ID, ridMask+1)
 		}
-		if _, err := insFTS.ExecContext(ctx, append([]any{rid}, ftsValues(d)...)...); err != nil {
+		if _, err := insFTS.ExecContext(ctx, append([]any{rid}, cols[i]...)...); err != nil {
 			return fmt.Errorf("index add %s: fts insert: %w", d.ID, err)
 		}
 		if _, err := insMeta.ExecContext(ctx, rid, d.Seq, d.ID, sec, d.Size, d.HasAttachment()); err != nil {

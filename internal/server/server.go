@@ -154,7 +154,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Node, erro
 // then adopts that id in its marker, since it holds no messages itself.
 func (n *Node) reconcileInstance(ctx context.Context) error {
 	want := n.Dir.Marker.Instance
-	shared, isShared := n.Store.(interface{ InstanceID() string })
+	// Only a bucket can be shared by nodes; the local store's own id is
+	// not the archive's (the marker is, as it always was).
+	shared, isShared := n.Store.(*s3store.Store)
 	if isShared {
 		want = shared.InstanceID()
 	}

@@ -264,6 +264,26 @@ func TestDataDirSafety(t *testing.T) {
 		t.Fatalf("second open of a held data dir: %v", err)
 	}
 	nd.stop(t)
+	// With the local store the marker names the archive, whatever the
+	// pack store's own id: reopening keeps it (an upgrade once adopted the
+	// pack store's id and then refused every existing data directory).
+	marker, err := os.ReadFile(filepath.Join(dir, "MAILARC"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, err := server.Open(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if inst, err := n2.Catalog.Meta(context.Background(), "store_instance"); err != nil || !strings.Contains(string(marker), inst) || inst != n2.Dir.Marker.Instance {
+		t.Errorf("catalog store_instance %q (%v), marker %s", inst, err, marker)
+	}
+	if local, ok := n2.Store.(interface{ InstanceID() string }); ok && local.InstanceID() == n2.Dir.Marker.Instance {
+		t.Errorf("the marker took the pack store's own id %s", local.InstanceID())
+	}
+	if err := n2.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Remove(filepath.Join(dir, "MAILARC")); err != nil {
 		t.Fatal(err)
 	}
