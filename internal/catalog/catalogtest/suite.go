@@ -100,7 +100,7 @@ func testCommitDedupUnion(t *testing.T, c *catalog.Catalog) {
 	}
 	if m.Seq != 1 || !m.Date.Equal(testDate) || !m.Arrival.Equal(testNow) || m.DateSource != "header" || m.Size != 10 ||
 		m.From != "a@x.example" || !slices.Equal(m.To, []string{"b@x.example"}) || !slices.Equal(m.Cc, []string{"c@x.example"}) ||
-		m.Bcc != nil && len(m.Bcc) != 0 || m.Subject != "s" || m.MessageID != "<m@x>" ||
+		len(m.Bcc) != 0 || m.Subject != "s" || m.MessageID != "<m@x>" ||
 		len(m.Attachments) != 1 || m.Attachments[0] != a.Attachments[0] {
 		t.Fatalf("row does not round-trip: %+v", m)
 	}

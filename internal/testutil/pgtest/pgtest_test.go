@@ -105,7 +105,8 @@ func TestSharedCreateDB(t *testing.T) {
 
 func TestSharedIsShared(t *testing.T) {
 	t.Parallel()
-	if shared.Get(t) != shared.Get(t) {
+	first, second := shared.Get(t), shared.Get(t)
+	if first != second {
 		t.Fatal("Shared.Get returned different clusters")
 	}
 }
