@@ -22,7 +22,9 @@ func (n *Node) startComponents(bg context.Context, wg *sync.WaitGroup) (*compone
 		defer wg.Done()
 		_ = ix.Run(bg)
 	}()
-	c.search = &searcher{idx: n.Index, arch: n.Archive}
+	srch := newSearcher(n.Index, n.Archive)
+	n.searchTexts.Store(srch.texts)
+	c.search = srch
 	if err := n.startSMTP(bg, c); err != nil {
 		return nil, err
 	}
@@ -51,7 +53,7 @@ func (n *Node) NewIndexer() *index.Indexer {
 
 // Searcher returns a search adapter over this node (for CLI use).
 func (n *Node) Searcher() web.Searcher {
-	return &searcher{idx: n.Index, arch: n.Archive}
+	return newSearcher(n.Index, n.Archive)
 }
 
 func (n *Node) indexStatus(ctx context.Context, st *Status, cs catalog.Stats) {

@@ -95,8 +95,12 @@ func (n *Node) Governance(ctx context.Context) (*governance.Service, *audit.Log,
 	return gov, al, nil
 }
 
-// scrubIndex removes every trace of purged documents from index.db.
+// scrubIndex removes every trace of purged documents from index.db (and
+// the text the search cache kept for snippets).
 func (n *Node) scrubIndex(ctx context.Context) error {
+	if t := n.searchTexts.Load(); t != nil {
+		t.clear()
+	}
 	ix, ok := n.Index.(interface{ Scrub(context.Context) error })
 	if !ok {
 		return nil

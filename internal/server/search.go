@@ -20,8 +20,13 @@ import (
 
 // searcher adapts the index, catalog and store to web.Searcher.
 type searcher struct {
-	idx  index.Index
-	arch *archive.Archive
+	idx   index.Index
+	arch  *archive.Archive
+	texts *snippetCache
+}
+
+func newSearcher(idx index.Index, arch *archive.Archive) *searcher {
+	return &searcher{idx: idx, arch: arch, texts: newSnippetCache(snippetCacheBytes, snippetCacheTTL)}
 }
 
 // queryError gives a *query.SyntaxError the position the API reports.
@@ -108,16 +113,20 @@ const snippetTextBytes = 64 << 10
 // snippet builds an HTML-escaped excerpt of the message text with each hit
 // wrapped in <mark>.
 func (s *searcher) snippet(ctx context.Context, id string, q *query.Query) string {
-	raw, err := s.arch.Raw(ctx, id)
-	if err != nil {
-		return ""
+	text, ok := s.texts.get(id)
+	if !ok {
+		raw, err := s.arch.Raw(ctx, id)
+		if err != nil {
+			return ""
+		}
+		p := message.Parse(raw, message.Options{MaxTextBytes: snippetTextBytes})
+		text = p.Text
+		if strings.TrimSpace(text) == "" && len(p.HTML) > 0 {
+			text = extract.HTMLToText(p.HTML[0])
+		}
+		text = strings.Join(strings.Fields(text), " ")
+		s.texts.put(id, text)
 	}
-	p := message.Parse(raw, message.Options{MaxTextBytes: snippetTextBytes})
-	text := p.Text
-	if strings.TrimSpace(text) == "" && len(p.HTML) > 0 {
-		text = extract.HTMLToText(p.HTML[0])
-	}
-	text = strings.Join(strings.Fields(text), " ")
 	return index.Snippet(html.EscapeString(text), q, 240, [2]string{"<mark>", "</mark>"})
 }
 

@@ -64,6 +64,9 @@ type Node struct {
 
 	gov      *governance.Service // opened by Governance (governance.go)
 	auditLog *audit.Log
+	// searchTexts is the running searcher's snippet text cache, cleared
+	// after purges.
+	searchTexts atomic.Pointer[snippetCache]
 
 	started time.Time
 	extra   []func(context.Context) error // closers of optional components, run in reverse
