@@ -6,7 +6,7 @@ LDFLAGS  := -X github.com/mailarc/mailarc/internal/version.Version=$(VERSION)
 FUZZTIME ?= 20s
 PKGS     ?= ./...
 
-.PHONY: build test check fuzz bench clean
+.PHONY: build test check fuzz bench bench-report clean
 
 build:
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o bin/mailarc ./cmd/mailarc
@@ -28,6 +28,12 @@ fuzz:
 
 bench:
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 1x $(PKGS)
+
+# The whole benchmark report of docs/benchmarks.md (mailarc-bench scale,
+# smtp, mirror, backends): BENCH_N=100000,1000000 for the million-message run.
+BENCH_N ?= 100000
+bench-report:
+	scripts/bench-report.sh $(BENCH_N) bench-report.md
 
 clean:
 	rm -rf bin
