@@ -27,8 +27,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -251,7 +249,7 @@ func (s *scaleBench) coldOne(ctx context.Context, p, data, nmCfg string, q bench
 		}
 		up := time.Since(t0)
 		defer srv.stop()
-		if err := httpGetJSON(srv.base + "/api/v1/tokens"); err != nil {
+		if err := httpGet(srv.base + "/api/v1/tokens"); err != nil {
 			return 0, 0, 0, fmt.Errorf("login: %w", err)
 		}
 		if err := dropCaches(ctx); err != nil {
@@ -286,26 +284,6 @@ func (s *scaleBench) coldOne(ctx context.Context, p, data, nmCfg string, q bench
 		err := s.searchFunc(ctx, p, "", nmCfg, q, nil, pq)()
 		return time.Since(t0), 0, 0, err
 	}
-}
-
-// httpGetJSON GETs u with the bench credentials and fails unless it
-// answers 200.
-func httpGetJSON(u string) error {
-	req, err := http.NewRequest("GET", u, nil)
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth("admin", "bench-password")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, tail(body))
-	}
-	return nil
 }
 
 // dropCaches writes back dirty pages and drops the page, dentry and inode

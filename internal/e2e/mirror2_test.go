@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -432,36 +431,7 @@ func TestMirrorSessionsAndUsers(t *testing.T) {
 		return resp.StatusCode == 200
 	})
 	// Sign in on A through the login form, use the cookie on B.
-	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noRedirect.Get(a.url("/login"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	var csrf string
-	for _, ck := range resp.Cookies() {
-		if ck.Name == "mailarc_login_csrf" {
-			csrf = ck.Value
-		}
-	}
-	form := url.Values{"username": {"carol"}, "password": {"carol-password-1"}, "csrf": {csrf}}
-	req, _ := http.NewRequest("POST", a.url("/login"), bytes.NewBufferString(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.AddCookie(&http.Cookie{Name: "mailarc_login_csrf", Value: csrf})
-	resp, err = noRedirect.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	var session *http.Cookie
-	for _, ck := range resp.Cookies() {
-		if ck.Name == "mailarc_session" {
-			session = ck
-		}
-	}
-	if session == nil {
-		t.Fatalf("login on arc-a: %d, no session cookie", resp.StatusCode)
-	}
+	session := webLogin(t, a, "carol", "carol-password-1")
 	for _, p := range []*proc{a, b} {
 		req, _ := http.NewRequest("GET", p.url("/api/v1/status"), nil)
 		req.AddCookie(session)
