@@ -754,11 +754,11 @@ func (l *Local) Put(ctx context.Context, blobs []Blob) error {
 		if len(b.Data) > MaxBlobSize {
 			return fmt.Errorf("store: put %s: blob is %d bytes, more than the %d limit", b.ID, len(b.Data), MaxBlobSize)
 		}
-		if sha256.Sum256(b.Data) != k {
-			return fmt.Errorf("store: put %s: content does not match the id (sha256 mismatch); nothing stored", b.ID)
-		}
 		keys[i] = k
 		total += len(b.Data)
+	}
+	if i := firstMismatch(blobs, keys, total); i >= 0 {
+		return fmt.Errorf("store: put %s: content does not match the id (sha256 mismatch); nothing stored", blobs[i].ID)
 	}
 	todo := l.absent(keys)
 	if len(todo) == 0 {
@@ -800,6 +800,31 @@ func (l *Local) Put(ctx context.Context, blobs []Blob) error {
 	}
 	l.mu.Unlock()
 	return err
+}
+
+// firstMismatch re-hashes every blob against its key, spread over the
+// CPUs for large batches (Put runs on the archive's commit path), and
+// returns the index of the first blob whose content does not match, or -1.
+func firstMismatch(blobs []Blob, keys [][32]byte, total int) int {
+	bad := make([]bool, len(blobs))
+	workers := min(runtime.GOMAXPROCS(0), len(blobs), 1+total/(256<<10))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(blobs); i += workers {
+				bad[i] = sha256.Sum256(blobs[i].Data) != keys[i]
+			}
+		}()
+	}
+	wg.Wait()
+	for i, b := range bad {
+		if b {
+			return i
+		}
+	}
+	return -1
 }
 
 // encodeAll encodes blobs[todo[j]] into records, using up to GOMAXPROCS
