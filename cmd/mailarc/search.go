@@ -15,13 +15,14 @@ import (
 )
 
 func runSearch(ctx context.Context, args []string) error {
-	fs := newFlagSet("search", "search [--server URL | --data DIR] [--json] [--limit N] [--offset N] [--sort -date|date|relevance] QUERY...")
+	fs := newFlagSet("search", "search [--server URL | --data DIR] [--json] [--limit N] [--offset N] [--sort -date|date|relevance] [--exact-count] QUERY...")
 	var f nodeFlags
 	f.register(fs, true)
 	asJSON := fs.Bool("json", false, "print the API's JSON answer")
 	limit := fs.Int("limit", 50, "results per page (1-1000)")
 	offset := fs.Int("offset", 0, "skip this many results")
 	sort := fs.String("sort", "-date", "-date (newest first), date or relevance")
+	exact := fs.Bool("exact-count", false, "count every match (by default counting stops at 10000)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -35,6 +36,9 @@ func runSearch(ctx context.Context, args []string) error {
 	var res web.SearchResult
 	if f.server != "" {
 		v := url.Values{"q": {q}, "limit": {strconv.Itoa(*limit)}, "offset": {strconv.Itoa(*offset)}, "sort": {*sort}}
+		if *exact {
+			v.Set("count", "exact")
+		}
 		if err := f.client().getJSON(ctx, "/api/v1/search?"+v.Encode(), &res); err != nil {
 			return err
 		}
@@ -50,7 +54,7 @@ func runSearch(ctx context.Context, args []string) error {
 		}
 		// Whoever can open the data directory can read all of it: search as admin.
 		res, err = n.Searcher().Search(ctx, web.SearchRequest{Query: q, Limit: *limit, Offset: *offset, Sort: *sort,
-			User: &auth.User{Name: "local", Role: auth.RoleAdmin}})
+			User: &auth.User{Name: "local", Role: auth.RoleAdmin}, ExactCount: *exact})
 		if err != nil {
 			return err
 		}
@@ -71,7 +75,11 @@ func runSearch(ctx context.Context, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Printf("%d of %d matching messages (%.1f ms)\n", len(res.Messages), res.Total, res.TookMS)
+	more := ""
+	if res.TotalCapped {
+		more = "more than "
+	}
+	fmt.Printf("%d of %s%d matching messages (%.1f ms)\n", len(res.Messages), more, res.Total, res.TookMS)
 	return nil
 }
 

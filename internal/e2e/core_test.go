@@ -263,7 +263,7 @@ func TestIndexerSurvivesKill9(t *testing.T) {
 	if archived < 900 || indexed != archived {
 		t.Fatalf("archived %d, indexed %d after kill -9 and resume", archived, indexed)
 	}
-	_, b, err := p.do("GET", "/api/v1/search?q=&limit=1", nil)
+	_, b, err := p.do("GET", "/api/v1/search?count=exact&q=&limit=1", nil)
 	if err != nil || !strings.Contains(string(b), fmt.Sprintf(`"total":%d`, archived)) {
 		t.Fatalf("search of everything: %v %s, want total %d", err, b, archived)
 	}

@@ -623,7 +623,7 @@ func soakMissing(c *http.Client, p *proc, ids []string, seed uint64, num map[str
 
 func soakSearchTotal(t testing.TB, p *proc, q string) int64 {
 	t.Helper()
-	code, body, err := p.do("GET", "/api/v1/search?limit=1&q="+url.QueryEscape(q), nil)
+	code, body, err := p.do("GET", "/api/v1/search?count=exact&limit=1&q="+url.QueryEscape(q), nil)
 	var r struct{ Total int64 }
 	if err != nil || code != 200 || json.Unmarshal(body, &r) != nil {
 		t.Fatalf("search %q on %s: %d %v %s", q, p.httpAddr, code, err, body)
