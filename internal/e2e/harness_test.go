@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,7 +61,7 @@ type proc struct {
 	// mirrorPort is the mirror listener's port (mirroring tests).
 	mirrorPort int
 	cmd        *exec.Cmd
-	log        *logBuffer
+	log        *testutil.SyncBuffer
 	exited     chan struct{}
 	// bin and env, when set, override the binary and add environment
 	// variables for the next start (mirroring tests).
@@ -91,7 +90,7 @@ func newProc(t *testing.T, dir, extra string) *proc {
 
 func (p *proc) start() {
 	p.t.Helper()
-	p.log = &logBuffer{}
+	p.log = &testutil.SyncBuffer{}
 	bin := binary
 	if p.bin != "" {
 		bin = p.bin
@@ -117,25 +116,6 @@ func (p *proc) start() {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-}
-
-// logBuffer collects a process's output; safe to read while the process
-// still writes (exec copies into it from its own goroutine).
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // kill sends SIGKILL and waits for the process to be gone.

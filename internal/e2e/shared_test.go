@@ -586,7 +586,7 @@ func TestSharedIndexLeadFailover(t *testing.T) {
 func startTogether(t *testing.T, nodes ...*proc) {
 	t.Helper()
 	for _, p := range nodes {
-		p.log = &logBuffer{}
+		p.log = &testutil.SyncBuffer{}
 		p.cmd = exec.Command(binary, "serve", "--config", p.config)
 		p.cmd.Env = append(os.Environ(), "MAILARC_ADMIN_PASSWORD="+adminPass)
 		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailarc/mailarc/internal/testutil"
 )
 
 // pipeListener hands out the server ends of net.Pipe connections.
@@ -62,7 +64,7 @@ func (c *scriptConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // returns everything the server wrote plus its ingester.
 func runRawSession(t testing.TB, input []byte) (string, *memIngester) {
 	ing := newMemIngester()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	s, err := New(Config{
 		Listen:         []string{"127.0.0.1:0"}, // never bound: Start is not called
 		Hostname:       "fuzz.test",

@@ -97,29 +97,11 @@ func (m *memIngester) n() int {
 	return len(m.calls)
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // testServer is a started Server with its ingester and captured log.
 type testServer struct {
 	*Server
 	ing  *memIngester
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 	reg  *prometheus.Registry
 	addr string // first SMTP address
 }
@@ -134,7 +116,7 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "mx.test"
 	}
-	ts := &testServer{ing: newMemIngester(), logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	ts := &testServer{ing: newMemIngester(), logs: &testutil.SyncBuffer{}, reg: prometheus.NewRegistry()}
 	log := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := New(cfg, ts.ing, log, ts.reg)
 	if err != nil {

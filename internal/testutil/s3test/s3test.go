@@ -10,7 +10,6 @@
 package s3test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -19,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,6 +26,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/mailarc/mailarc/internal/testutil"
 )
 
 // Credentials of every test gateway (loopback only).
@@ -100,7 +100,7 @@ func tryStart(t testing.TB, bin string) (*Gateway, error) {
 	root, verDir := t.TempDir(), t.TempDir()
 	cmd := exec.Command(bin, "--port", addr, "--quiet", "posix", "--versioning-dir", verDir, root)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -185,22 +185,4 @@ func (g *Gateway) StoreTOML(t testing.TB, bucket, prefix string) string {
 	t.Helper()
 	return fmt.Sprintf("[store]\nbackend = \"s3\"\nendpoint = %q\nregion = \"us-east-1\"\nbucket = %q\nprefix = %q\npath_style = true\ncredentials_file = %q\n",
 		g.Endpoint, bucket, prefix, g.CredentialsFile(t))
-}
-
-// syncBuffer is a bytes.Buffer safe for the child's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
