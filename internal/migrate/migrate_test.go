@@ -433,3 +433,42 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("same node: err %v", err)
 	}
 }
+
+// TestVerifyFindsDifferences: after a clean migration, a blob removed from
+// the destination store and a message only the destination holds are both
+// reported, naming their ids.
+func TestVerifyFindsDifferences(t *testing.T) {
+	testutil.Require(t, index.FTS5Compiled(), "this test binary was built without -tags sqlite_fts5")
+	ctx := context.Background()
+	a, b := embeddedConfig(t), embeddedConfig(t)
+	n := open(t, a)
+	var ids []string
+	for i := range 5 {
+		r, err := n.Archive.Ingest(ctx, []byte(fmt.Sprintf("Subject: verify %d\r\n\r\nbody %d\r\n", i, i)), archive.Origin{Source: "api"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	closeNode(t, n)
+	src, dst := open(t, a), open(t, b)
+	defer closeNode(t, src)
+	defer closeNode(t, dst)
+	runOK(t, src, dst, migrate.Options{})
+
+	if err := dst.Store.Delete(ctx, []string{ids[2]}); err != nil {
+		t.Fatal(err)
+	}
+	extra, err := dst.Archive.Ingest(ctx, []byte("Subject: only here\r\n\r\nbody\r\n"), archive.Origin{Source: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := migrate.Verify(ctx, src, dst, migrate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := strings.Join(rep.Listed, "\n")
+	if rep.OK() || !strings.Contains(listed, ids[2]) || !strings.Contains(listed, extra.ID) {
+		t.Fatalf("verify after damage: OK=%v, problems:\n%s\nwant %s (blob deleted) and %s (extra message) named", rep.OK(), listed, ids[2], extra.ID)
+	}
+}

@@ -186,15 +186,21 @@ func hashValue(h hash.Hash, v any, d catalog.Dialect) {
 	}
 }
 
-// compareIDs merges the two catalogs' ids (both in id order).
-func compareIDs(ctx context.Context, src, dst *catalog.Catalog, r *Report) error {
+// idWalk visits ids in ascending order (catalog.WalkIDs, store.Walk).
+type idWalk func(ctx context.Context, fn func(id string) error) error
+
+// mergeIDs walks two id-ordered sequences side by side (src in a goroutine,
+// dst on this one) and reports each id to onlySrc, onlyDst or both. It
+// returns the first error of each walk (a callback's error ends the walk
+// that called it).
+func mergeIDs(ctx context.Context, src, dst idWalk, onlySrc, onlyDst, both func(id string) error) (srcErr, dstErr error) {
 	ids := make(chan string, 1024)
 	walkErr := make(chan error, 1)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		defer close(ids)
-		walkErr <- src.WalkIDs(wctx, func(id string) error {
+		walkErr <- src(wctx, func(id string) error {
 			select {
 			case ids <- id:
 				return nil
@@ -205,32 +211,45 @@ func compareIDs(ctx context.Context, src, dst *catalog.Catalog, r *Report) error
 	}()
 	next := func() (string, bool) { id, ok := <-ids; return id, ok }
 	cur, ok := next()
-	err := dst.WalkIDs(ctx, func(id string) error {
+	dstErr = dst(ctx, func(id string) error {
 		for ok && cur < id {
-			r.Messages++
-			r.problem("message %s is missing from the destination catalog", cur)
+			if err := onlySrc(cur); err != nil {
+				return err
+			}
 			cur, ok = next()
 		}
 		if ok && cur == id {
-			r.Messages++
 			cur, ok = next()
-			return nil
+			return both(id)
 		}
-		r.problem("message %s is in the destination catalog but not in the source", id)
-		return nil
+		return onlyDst(id)
 	})
-	if err != nil {
-		return err
+	if dstErr != nil {
+		return nil, dstErr
 	}
 	for ok {
-		r.Messages++
-		r.problem("message %s is missing from the destination catalog", cur)
+		if err := onlySrc(cur); err != nil {
+			return nil, err
+		}
 		cur, ok = next()
 	}
-	if err := <-walkErr; err != nil {
-		return err
-	}
-	return nil
+	return <-walkErr, nil
+}
+
+// compareIDs merges the two catalogs' ids (both in id order).
+func compareIDs(ctx context.Context, src, dst *catalog.Catalog, r *Report) error {
+	srcErr, dstErr := mergeIDs(ctx, src.WalkIDs, dst.WalkIDs,
+		func(id string) error {
+			r.Messages++
+			r.problem("message %s is missing from the destination catalog", id)
+			return nil
+		},
+		func(id string) error {
+			r.problem("message %s is in the destination catalog but not in the source", id)
+			return nil
+		},
+		func(string) error { r.Messages++; return nil })
+	return errors.Join(dstErr, srcErr)
 }
 
 // checkBlobs re-reads every blob the destination catalog names and checks
@@ -322,49 +341,19 @@ func compareStores(ctx context.Context, srcNode, dstNode *server.Node, tables []
 		}
 		return nil
 	}
-	ids := make(chan string, 1024)
-	walkErr := make(chan error, 1)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		defer close(ids)
-		walkErr <- src.Walk(wctx, func(id string, _ int64) error {
-			select {
-			case ids <- id:
-				return nil
-			case <-wctx.Done():
-				return wctx.Err()
-			}
-		})
-	}()
-	next := func() (string, bool) { id, ok := <-ids; return id, ok }
-	cur, ok := next()
-	err := dst.Walk(ctx, func(id string, _ int64) error {
-		for ok && cur < id {
-			if err := miss(cur); err != nil {
-				return err
-			}
-			cur, ok = next()
+	storeWalk := func(st store.Store) idWalk {
+		return func(ctx context.Context, fn func(string) error) error {
+			return st.Walk(ctx, func(id string, _ int64) error { return fn(id) })
 		}
-		if ok && cur == id {
-			r.SourceBlobs++
-			cur, ok = next()
-			return nil
-		}
-		r.ExtraBlobs++
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("migrate: walk the destination store: %w", err)
 	}
-	for ok {
-		if err := miss(cur); err != nil {
-			return err
-		}
-		cur, ok = next()
+	srcErr, dstErr := mergeIDs(ctx, storeWalk(src), storeWalk(dst), miss,
+		func(string) error { r.ExtraBlobs++; return nil },
+		func(string) error { r.SourceBlobs++; return nil })
+	if dstErr != nil {
+		return fmt.Errorf("migrate: walk the destination store: %w", dstErr)
 	}
-	if err := <-walkErr; err != nil {
-		return fmt.Errorf("migrate: walk the source store: %w", err)
+	if srcErr != nil {
+		return fmt.Errorf("migrate: walk the source store: %w", srcErr)
 	}
 	return flush()
 }
