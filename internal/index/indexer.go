@@ -159,14 +159,7 @@ func (x *Indexer) Run(ctx context.Context) error {
 			continue
 		}
 		x.log.Info("leading indexing for the shared index")
-		lctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-lost:
-				cancel()
-			case <-lctx.Done():
-			}
-		}()
+		lctx, cancel := untilLost(ctx, lost)
 		err = x.run(lctx)
 		cancel()
 		release()
@@ -175,6 +168,20 @@ func (x *Indexer) Run(ctx context.Context) error {
 		}
 		x.log.Warn("indexing lead lost; waiting to take it again", "err", err)
 	}
+}
+
+// untilLost returns a context that ends with ctx or when lost is closed
+// (the indexing lead of a shared index was lost).
+func untilLost(ctx context.Context, lost <-chan struct{}) (context.Context, context.CancelFunc) {
+	lctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-lost:
+			cancel()
+		case <-lctx.Done():
+		}
+	}()
+	return lctx, cancel
 }
 
 // run indexes until ctx is cancelled (see Run).
@@ -235,15 +242,8 @@ func (x *Indexer) CatchUp(ctx context.Context, progress func(done int)) error {
 			return fmt.Errorf("index: take the indexing lead: %w", err)
 		}
 		defer release()
-		lctx, cancel := context.WithCancel(ctx)
+		lctx, cancel := untilLost(ctx, lost)
 		defer cancel()
-		go func() {
-			select {
-			case <-lost:
-				cancel()
-			case <-lctx.Done():
-			}
-		}()
 		ctx = lctx
 	}
 	wm, err := x.idx.Watermark(ctx)

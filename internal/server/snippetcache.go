@@ -82,17 +82,6 @@ func (c *snippetCache) clear() {
 	c.size = 0
 }
 
-// forget drops ids (purged messages).
-func (c *snippetCache) forget(ids []string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, id := range ids {
-		if el, ok := c.entries[id]; ok {
-			c.remove(el)
-		}
-	}
-}
-
 func (c *snippetCache) remove(el *list.Element) {
 	e := c.order.Remove(el).(*snippetEntry)
 	delete(c.entries, e.id)

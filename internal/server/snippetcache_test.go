@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -26,15 +27,34 @@ func TestSnippetCache(t *testing.T) {
 	if _, ok := c.get("big"); ok || c.size > c.max {
 		t.Errorf("oversized entry kept; size %d", c.size)
 	}
-	c.forget([]string{"a"})
-	if _, ok := c.get("a"); ok {
-		t.Error("forgotten entry still served")
-	}
 	now = now.Add(2 * time.Minute)
 	if _, ok := c.get("c"); ok {
 		t.Error("expired entry still served")
 	}
+	c.put("d", "dd")
+	c.clear() // after a purge
+	if _, ok := c.get("d"); ok || c.size != 0 {
+		t.Errorf("cleared entry still served; size %d", c.size)
+	}
+	if _, ok := c.get("a"); ok {
+		t.Error("entry still served after clear")
+	}
 	if c.size != 0 || len(c.entries) != 0 || c.order.Len() != 0 {
 		t.Errorf("bookkeeping: size %d, %d entries, %d in order", c.size, len(c.entries), c.order.Len())
+	}
+}
+
+// TestPurgeClearsSnippetTexts: the hook that runs after a retention purge
+// empties the running searcher's text cache.
+func TestPurgeClearsSnippetTexts(t *testing.T) {
+	n := &Node{}
+	c := newSnippetCache(snippetCacheBytes, snippetCacheTTL)
+	c.put("purged", "text of a purged message")
+	n.searchTexts.Store(c)
+	if err := n.scrubIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.get("purged"); ok {
+		t.Error("snippet text survived the purge hook")
 	}
 }

@@ -269,10 +269,8 @@ func (x *Index) Search(ctx context.Context, q *query.Query, opt index.Options) (
 		" ORDER BY " + order + " LIMIT " + b.param(int64(limit)) + " OFFSET " + b.param(int64(offset))
 
 	res := index.Result{Hits: []index.Hit{}}
-	run := func(db interface {
-		Query(context.Context, string, ...any) (pgx.Rows, error)
-	}) error {
-		rows, err := db.Query(ctx, page, b.args...)
+	run := func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, page, b.args...)
 		if err != nil {
 			return err
 		}
