@@ -76,7 +76,6 @@ import (
 
 	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/fsutil"
-	"github.com/mailarc/mailarc/internal/mirror"
 	"github.com/mailarc/mailarc/internal/server"
 )
 
@@ -238,8 +237,8 @@ func Run(ctx context.Context, src, dst *server.Node, opt Options) (*Result, erro
 		return nil, errors.New("migrate: source and destination use the same data directory; give the destination config its own data_dir")
 	}
 	for _, n := range []*server.Node{src, dst} {
-		if err := migrateComponents(ctx, n); err != nil {
-			return nil, err
+		if err := n.MigrateComponents(ctx); err != nil {
+			return nil, fmt.Errorf("migrate: %w", err)
 		}
 	}
 	srcInst, err := src.Catalog.Meta(ctx, "store_instance")
@@ -293,18 +292,6 @@ func Run(ctx context.Context, src, dst *server.Node, opt Options) (*Result, erro
 	res.Blobs = st.Blobs
 	res.Duration = time.Since(start)
 	return res, nil
-}
-
-// migrateComponents runs the schema migrations of every component owning
-// catalog tables, as the server does when those components start.
-func migrateComponents(ctx context.Context, n *server.Node) error {
-	if _, _, err := n.Governance(ctx); err != nil { // audit + governance
-		return fmt.Errorf("migrate: governance and audit tables: %w", err)
-	}
-	if _, err := mirror.OfflineStatus(ctx, n.Catalog, nil); err != nil {
-		return fmt.Errorf("migrate: mirror tables: %w", err)
-	}
-	return nil
 }
 
 // plan lists the source tables to copy, in copy order, and checks that the

@@ -27,6 +27,13 @@ var migrations = []string{
 	CREATE TABLE mirror_peer_tombs (peer TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (peer, id)) WITHOUT ROWID;`,
 }
 
+// MigrateTables creates or upgrades the mirror's catalog tables (done by
+// every entry point that uses them; exported for tools that prepare a
+// catalog offline, such as mailarc migrate).
+func MigrateTables(ctx context.Context, cat *archive.Catalog) error {
+	return cat.MigrateDialects(ctx, "mirror", migrations, pgMigrations)
+}
+
 // pgMigrations are migrations for a PostgreSQL catalog, version for version.
 var pgMigrations = []string{
 	`CREATE TABLE mirror_pins (peer TEXT COLLATE "C" PRIMARY KEY, fingerprint TEXT NOT NULL, pinned BIGINT NOT NULL);
@@ -52,7 +59,7 @@ type tables struct {
 }
 
 func openTables(ctx context.Context, cat *archive.Catalog) (*tables, error) {
-	if err := cat.MigrateDialects(ctx, "mirror", migrations, pgMigrations); err != nil {
+	if err := MigrateTables(ctx, cat); err != nil {
 		return nil, err
 	}
 	w, r := cat.DB()

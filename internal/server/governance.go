@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/governance"
+	"github.com/mailarc/mailarc/internal/mirror"
 )
 
 // startGovernance opens the audit log and governance service and starts
@@ -93,6 +94,19 @@ func (n *Node) Governance(ctx context.Context) (*governance.Service, *audit.Log,
 	}
 	n.gov = gov
 	return gov, al, nil
+}
+
+// MigrateComponents runs the schema migrations of every component that
+// owns catalog tables (governance, audit, mirror), as starting them would:
+// for offline tools (mailarc migrate) that copy a whole catalog.
+func (n *Node) MigrateComponents(ctx context.Context) error {
+	if _, _, err := n.Governance(ctx); err != nil { // audit + governance
+		return fmt.Errorf("governance and audit tables: %w", err)
+	}
+	if err := mirror.MigrateTables(ctx, n.Catalog); err != nil {
+		return fmt.Errorf("mirror tables: %w", err)
+	}
+	return nil
 }
 
 // scrubIndex removes every trace of purged documents from index.db (and
