@@ -27,15 +27,25 @@ type node struct {
 	done   chan error
 }
 
-func start(t *testing.T, dir string) *node {
-	t.Helper()
-	testutil.Require(t, index.FTS5Compiled(), "this test binary was built without -tags sqlite_fts5 (use make test)")
+// testConfig is the configuration of a test node in dir.
+func testConfig(dir string) config.Config {
 	cfg := config.Default()
 	cfg.NodeName = "test"
 	cfg.DataDir = dir
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.SMTP.Listen = []string{"127.0.0.1:0"}
 	cfg.MaxMessageSize = 1 << 20
+	return cfg
+}
+
+func start(t *testing.T, dir string) *node {
+	t.Helper()
+	return startConfig(t, testConfig(dir))
+}
+
+func startConfig(t *testing.T, cfg config.Config) *node {
+	t.Helper()
+	testutil.Require(t, index.FTS5Compiled(), "this test binary was built without -tags sqlite_fts5 (use make test)")
 	n, err := server.Open(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
