@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/user"
 	"strconv"
 	"text/tabwriter"
 
@@ -110,4 +111,15 @@ func runAuditList(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Format("2006-01-02 15:04:05"), clip(e.User, 20), e.Action, clip(string(e.Detail), 100))
 	}
 	return tw.Flush()
+}
+
+// localActor names whoever runs a command on the data directory directly
+// (export, user changes) in audit entries: "local:" and the OS user name,
+// or "local" when that is unknown. Through --server the API records the
+// logged-in mailarc user instead.
+func localActor() string {
+	if u, err := user.Current(); err == nil {
+		return "local:" + u.Username
+	}
+	return "local"
 }

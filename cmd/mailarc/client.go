@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -20,6 +21,8 @@ type apiError struct {
 	Status  int
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// RetryAfter is the answer's Retry-After (seconds form), if any.
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *apiError) Error() string {
@@ -43,7 +46,6 @@ func (c *apiClient) do(ctx context.Context, method, path string, body io.Reader,
 	case c.user != "":
 		req.SetBasicAuth(c.user, c.pass)
 	}
-	c.hc.Timeout = 10 * time.Minute
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, err
@@ -58,6 +60,9 @@ func (c *apiClient) do(ctx context.Context, method, path string, body io.Reader,
 			e.Error = apiError{Code: http.StatusText(resp.StatusCode), Message: string(b)}
 		}
 		e.Error.Status = resp.StatusCode
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			e.Error.RetryAfter = time.Duration(secs) * time.Second
+		}
 		return nil, &e.Error
 	}
 	return resp, nil

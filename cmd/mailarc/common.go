@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/mailarc/mailarc/internal/config"
 	"github.com/mailarc/mailarc/internal/server"
@@ -93,7 +95,8 @@ func (f *nodeFlags) client() *apiClient {
 	if pass == "" {
 		pass = os.Getenv("MAILARC_PASSWORD")
 	}
-	return &apiClient{base: strings.TrimRight(f.server, "/"), user: f.user, pass: pass, token: os.Getenv("MAILARC_TOKEN")}
+	return &apiClient{base: strings.TrimRight(f.server, "/"), user: f.user, pass: pass, token: os.Getenv("MAILARC_TOKEN"),
+		hc: http.Client{Timeout: 10 * time.Minute}}
 }
 
 // parse parses flags, allowing them after positional arguments too.

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 
@@ -119,10 +118,7 @@ func exportLocal(ctx context.Context, f *nodeFlags, format export.Format, q, hol
 	if err != nil {
 		return export.Custody{}, err
 	}
-	who := "local"
-	if u, err := user.Current(); err == nil {
-		who = "local:" + u.Username
-	}
+	who := localActor()
 	c := export.Custody{Version: version.Version, Node: n.Cfg.NodeName, User: who, Query: q, Hold: holdID}
 	var pq *query.Query
 	if holdID != "" {

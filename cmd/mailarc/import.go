@@ -1,13 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/source/file"
@@ -18,6 +17,7 @@ func runImport(ctx context.Context, args []string) error {
 	var f nodeFlags
 	f.register(fs, true)
 	workers := fs.Int("workers", 16, "messages ingested concurrently (they share group commits)")
+	retryFor := fs.Duration("retry-for", 5*time.Minute, "with --server: how long to keep retrying a message the node cannot take now (429, 503, node restarting or unreachable) before stopping the import")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -34,22 +34,7 @@ func runImport(ctx context.Context, args []string) error {
 	}
 	maxSize := int64(cfg.MaxMessageSize)
 	if f.server != "" {
-		c := f.client()
-		ingest = func(ctx context.Context, raw []byte) (archive.Result, error) {
-			resp, err := c.do(ctx, http.MethodPost, "/api/v1/messages", bytes.NewReader(raw), "message/rfc822")
-			if err != nil {
-				return archive.Result{}, err
-			}
-			defer resp.Body.Close()
-			var out struct {
-				ID        string `json:"id"`
-				Duplicate bool   `json:"duplicate"`
-			}
-			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-				return archive.Result{}, fmt.Errorf("bad answer: %w", err)
-			}
-			return archive.Result{ID: out.ID, Duplicate: out.Duplicate}, nil
-		}
+		ingest = remoteIngest(f.client(), retryPolicy{first: 250 * time.Millisecond, max: 10 * time.Second, giveUp: *retryFor})
 	} else {
 		n, err := f.openLocal(ctx)
 		if err != nil {
@@ -60,6 +45,14 @@ func runImport(ctx context.Context, args []string) error {
 			return n.Archive.Ingest(ctx, raw, archive.Origin{Source: "import"})
 		}
 	}
+
+	// A refused login, or a node that stays unreachable, stops the whole
+	// import (stopErr) instead of failing every remaining file.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stopOnce sync.Once
+	var stopErr error
+	stop := func(err error) { stopOnce.Do(func() { stopErr = err; cancel() }) }
 
 	total, _ := file.Count(ctx, paths)
 	p := newProgress("import", total)
@@ -86,6 +79,14 @@ func runImport(ctx context.Context, args []string) error {
 			for j := range jobs {
 				res, err := ingest(ctx, j.raw)
 				if err != nil {
+					if refused := authRefusal(err, f.user); refused != nil {
+						stop(refused)
+					} else if errors.Is(err, errGaveUp) {
+						stop(fmt.Errorf("%s: %w", j.source, err))
+					}
+					if ctx.Err() != nil {
+						continue // stopped: not this file's fault, reported below
+					}
 					fail(j.source, err)
 					continue
 				}
@@ -120,6 +121,9 @@ func runImport(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "failed: %s\n", fl)
 	}
 	fmt.Printf("imported %d, duplicates %d, failed %d\n", imported, dups, len(failures))
+	if stopErr != nil {
+		return fmt.Errorf("import stopped after %d of %d messages: %w", seen, total, stopErr)
+	}
 	if walkErr != nil {
 		return walkErr
 	}

@@ -24,7 +24,7 @@ func commands() map[string]command {
 		"get":     {"write a message's raw bytes to stdout", runGet},
 		"verify":  {"re-hash every stored message and check the catalog", runVerify},
 		"reindex": {"rebuild the full-text index from the store", runReindex},
-		"user":    {"manage users: add, list, passwd, del", runUser},
+		"user":    {"manage users: add, list, passwd, set, del", runUser},
 		"status":  {"show the node's status", runStatus},
 		"source":  {"test a journal mailbox source: source test NAME", runSource},
 		"peers":   {"show mirrored peers; repair NAME forgets a pinned certificate", runPeers},
@@ -65,6 +65,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	tuneGC()
 	stopProfile := startCPUProfile()
 	err := cmd.run(ctx, os.Args[2:])
 	stopProfile()

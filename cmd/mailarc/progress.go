@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -17,23 +18,31 @@ type progress struct {
 	start time.Time
 	last  time.Time
 	tty   bool
+	w     io.Writer        // where the line is drawn (os.Stderr)
+	now   func() time.Time // the clock (time.Now; a fake one in tests)
 }
 
+// newProgress draws on standard error when it is a terminal.
 func newProgress(label string, total int) *progress {
-	return &progress{label: label, total: total, start: time.Now(), tty: term.IsTerminal(int(os.Stderr.Fd()))}
+	return newProgressTo(os.Stderr, term.IsTerminal(int(os.Stderr.Fd())), time.Now, label, total)
+}
+
+// newProgressTo draws on w, only if tty is true, timing with now.
+func newProgressTo(w io.Writer, tty bool, now func() time.Time, label string, total int) *progress {
+	return &progress{label: label, total: total, start: now(), tty: tty, w: w, now: now}
 }
 
 func (p *progress) set(n int) {
 	p.n = n
-	if !p.tty || time.Since(p.last) < 200*time.Millisecond {
+	if !p.tty || p.now().Sub(p.last) < 200*time.Millisecond {
 		return
 	}
-	p.last = time.Now()
+	p.last = p.now()
 	p.draw()
 }
 
 func (p *progress) draw() {
-	el := time.Since(p.start).Seconds()
+	el := p.now().Sub(p.start).Seconds()
 	rate := 0.0
 	if el > 0 {
 		rate = float64(p.n) / el
@@ -49,13 +58,13 @@ func (p *progress) draw() {
 		}
 	}
 	line += fmt.Sprintf(" %.0f/s", rate)
-	fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
+	fmt.Fprintf(p.w, "\r\033[K%s", line)
 }
 
 func (p *progress) done() {
 	if p.tty {
 		p.draw()
-		fmt.Fprintln(os.Stderr)
+		fmt.Fprintln(p.w)
 	}
 }
 

@@ -33,7 +33,7 @@ func runSource(ctx context.Context, args []string) error {
 		if src.Name != fs.Arg(0) {
 			continue
 		}
-		for _, p := range []*string{&src.PasswordFile, &src.TokenFile} {
+		for _, p := range []*string{&src.PasswordFile, &src.TokenFile, &src.CAFile} {
 			if *p != "" && !filepath.IsAbs(*p) {
 				*p = filepath.Join(cfg.DataDir, *p)
 			}

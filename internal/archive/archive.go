@@ -46,6 +46,17 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// MinFreeSpace is the free-space reserve: while the file system holding
+	// SpacePath has fewer bytes available, Ingest refuses with ErrLowSpace
+	// (wrapped in ErrUnavailable) so that senders retry instead of the
+	// disk filling up. 0 or an empty SpacePath disables the check.
+	MinFreeSpace int64
+	// SpacePath is the directory whose file system is checked (the data
+	// directory: catalog, index and, with the local store, the packs).
+	SpacePath string
+	// FreeSpace returns the bytes available on path's file system
+	// (default FreeSpace, statfs); tests inject their own.
+	FreeSpace func(path string) (int64, error)
 }
 
 // Archive is the core service. Create it with New, call Close when done.
@@ -56,6 +67,8 @@ type Archive struct {
 	log  *slog.Logger
 	reqs chan *request
 	m    *metrics
+
+	space *spaceGuard // nil without a free-space reserve
 
 	onCommitMu sync.Mutex
 	onCommit   atomic.Pointer[[]func()] // copy-on-write list of callbacks
@@ -108,6 +121,7 @@ func New(cat *catalog.Catalog, st store.Store, opt Options) *Archive {
 		m:    newMetrics(opt.Registerer, st),
 		done: make(chan struct{}),
 	}
+	a.space = newSpaceGuard(opt)
 	go a.commitLoop()
 	return a
 }
@@ -138,6 +152,9 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 	}
 	if int64(len(raw)) > a.opt.MaxMessageSize {
 		return Result{}, fmt.Errorf("%w (%d bytes, limit %d)", ErrTooLarge, len(raw), a.opt.MaxMessageSize)
+	}
+	if err := a.space.check(); err != nil {
+		return Result{}, err
 	}
 	arrival := o.Arrival
 	if arrival.IsZero() {
@@ -262,7 +279,9 @@ func (a *Archive) failGroup(reqs []*request, err error) {
 	a.log.Error("group commit failed", "messages", len(reqs), "err", err)
 	a.m.commitErrors.Inc()
 	for _, r := range reqs {
-		r.resp <- response{err: fmt.Errorf("%w: %v", ErrUnavailable, err)}
+		// Both wrapped: callers test for ErrUnavailable and for the cause
+		// (syscall.ENOSPC -> SMTP 452 4.3.1).
+		r.resp <- response{err: fmt.Errorf("%w: %w", ErrUnavailable, err)}
 	}
 }
 

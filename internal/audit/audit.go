@@ -76,6 +76,7 @@ const (
 	ActionUserAdd      = "user.add"           // name, role, addresses
 	ActionUserDelete   = "user.delete"        // name
 	ActionUserPassword = "user.password"      // name
+	ActionUserUpdate   = "user.update"        // name, role, addresses (new values), before
 	ActionTokenCreate  = "token.create"       // id, user, name
 	ActionTokenRevoke  = "token.revoke"       // id
 )

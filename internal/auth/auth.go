@@ -12,6 +12,17 @@
 // successful (user, password) check is cached in memory for a few minutes
 // as a SHA-256 of the pair; failed logins are throttled per user and per
 // client address.
+//
+// # Directory accounts
+//
+// With a Directory set (package ldapauth: LDAP or Active Directory), a
+// login name that is not a local account is checked against the directory.
+// On success the account is kept in the users table with source "ldap",
+// an empty password hash (no local password can match it) and the role and
+// addresses the directory gave, refreshed at every login that reaches the
+// directory; tokens, sessions, the visibility rule and the audit log then
+// treat it like any other account. A local account always logs in locally
+// and is never replaced by a directory entry of the same name.
 package auth
 
 import (
@@ -44,6 +55,12 @@ const (
 	RoleUser    Role = "user"
 )
 
+// Account sources (users.source).
+const (
+	SourceLocal = "local" // password hash in the users table
+	SourceLDAP  = "ldap"  // checked against the directory at login
+)
+
 // ValidRole reports whether r is a known role.
 func ValidRole(r Role) bool { return r == RoleAdmin || r == RoleAuditor || r == RoleUser }
 
@@ -53,6 +70,10 @@ var (
 	ErrThrottled      = errors.New("auth: too many failed attempts, try again later")
 	ErrNoUser         = errors.New("auth: no such user")
 	ErrExists         = errors.New("auth: user already exists")
+	// ErrDirectory wraps a directory login that failed for another reason
+	// than the credentials (directory unreachable, misconfigured, or an
+	// entry whose name is a local account's).
+	ErrDirectory = errors.New("auth: directory login failed")
 )
 
 // User is an account.
@@ -61,6 +82,8 @@ type User struct {
 	Role      Role      `json:"role"`
 	Addresses []string  `json:"addresses"`
 	Created   time.Time `json:"created"`
+	// Source is SourceLocal or SourceLDAP (a directory account).
+	Source string `json:"source"`
 }
 
 // SeesAll reports whether the user may see every message.
@@ -72,6 +95,7 @@ type Service struct {
 	now  func() time.Time
 
 	onChange atomic.Pointer[func()]
+	dir      atomic.Pointer[dirHolder]
 
 	mu       sync.Mutex
 	cache    map[[32]byte]cached
@@ -79,7 +103,8 @@ type Service struct {
 }
 
 type cached struct {
-	user    string
+	login   string // the name given at login
+	user    string // the account (differs for a directory login by e-mail address)
 	u       *User
 	expires time.Time
 }
@@ -88,6 +113,38 @@ type failure struct {
 	count int
 	until time.Time
 	last  time.Time
+}
+
+// Directory checks logins against an external directory (package ldapauth).
+type Directory interface {
+	// Authenticate checks name and password in the directory. It returns
+	// ErrBadCredentials (possibly wrapped) when the directory has no such
+	// user or refuses the password, and any other error when it could not
+	// decide (unreachable, misconfigured).
+	Authenticate(ctx context.Context, name, password string) (*DirectoryUser, error)
+}
+
+// DirectoryUser is an account as the directory describes it.
+type DirectoryUser struct {
+	Name      string // account name in mailarc (the directory's name attribute)
+	DN        string
+	Role      Role
+	Addresses []string
+}
+
+type dirHolder struct{ d Directory }
+
+// SetDirectory makes logins that are not local accounts go to d (nil turns
+// directory logins off). Remembered logins are forgotten.
+func (s *Service) SetDirectory(d Directory) {
+	if d == nil {
+		s.dir.Store(nil)
+	} else {
+		s.dir.Store(&dirHolder{d})
+	}
+	s.mu.Lock()
+	clear(s.cache)
+	s.mu.Unlock()
 }
 
 // New returns a Service using the catalog's writer and reader handles.
@@ -142,6 +199,9 @@ func (s *Service) AddUser(ctx context.Context, name, password string, role Role,
 	if !ValidRole(role) {
 		return fmt.Errorf("auth: unknown role %q (admin, auditor or user)", role)
 	}
+	if err := ValidAddresses(addresses); err != nil {
+		return err
+	}
 	if len(password) < 8 {
 		return errors.New("auth: password must have at least 8 characters")
 	}
@@ -150,9 +210,9 @@ func (s *Service) AddUser(ctx context.Context, name, password string, role Role,
 		return err
 	}
 	now := s.now().Unix()
-	res, err := s.w.ExecContext(ctx, `INSERT INTO users(name, password_hash, role, addresses, created, updated) VALUES (?,?,?,?,?,?)
+	res, err := s.w.ExecContext(ctx, `INSERT INTO users(name, password_hash, role, addresses, created, updated, source) VALUES (?,?,?,?,?,?,?)
 		ON CONFLICT(name) DO NOTHING`,
-		name, h, string(role), addrJSON(addresses), now, now)
+		name, h, string(role), addrJSON(addresses), now, now, SourceLocal)
 	if err != nil {
 		return fmt.Errorf("auth: add user %s: %w", name, err)
 	}
@@ -165,8 +225,16 @@ func (s *Service) AddUser(ctx context.Context, name, password string, role Role,
 	return nil
 }
 
-// SetPassword changes a user's password and drops cached logins.
+// SetPassword changes a user's password and drops cached logins. A
+// directory account's password is the directory's and is refused here.
 func (s *Service) SetPassword(ctx context.Context, name, password string) error {
+	u, _, err := s.load(ctx, name)
+	if err != nil {
+		return err
+	}
+	if u.Source == SourceLDAP {
+		return fmt.Errorf("auth: %s is a directory (LDAP) account: change its password in the directory", name)
+	}
 	if len(password) < 8 {
 		return errors.New("auth: password must have at least 8 characters")
 	}
@@ -174,7 +242,7 @@ func (s *Service) SetPassword(ctx context.Context, name, password string) error 
 	if err != nil {
 		return err
 	}
-	r, err := s.w.ExecContext(ctx, `UPDATE users SET password_hash=?, updated=? WHERE name=?`, h, s.now().Unix(), name)
+	r, err := s.w.ExecContext(ctx, `UPDATE users SET password_hash=?, updated=? WHERE name=? AND source<>?`, h, s.now().Unix(), name, SourceLDAP)
 	if err != nil {
 		return fmt.Errorf("auth: set password %s: %w", name, err)
 	}
@@ -216,7 +284,7 @@ func (s *Service) Get(ctx context.Context, name string) (*User, error) {
 
 // List returns every user, by name.
 func (s *Service) List(ctx context.Context) ([]User, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT name, role, addresses, created FROM users ORDER BY name`)
+	rows, err := s.r.QueryContext(ctx, `SELECT name, role, addresses, created, source FROM users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("auth: list users: %w", err)
 	}
@@ -226,7 +294,7 @@ func (s *Service) List(ctx context.Context) ([]User, error) {
 		var u User
 		var addrs string
 		var created int64
-		if err := rows.Scan(&u.Name, &u.Role, &addrs, &created); err != nil {
+		if err := rows.Scan(&u.Name, &u.Role, &addrs, &created, &u.Source); err != nil {
 			return nil, fmt.Errorf("auth: list users: %w", err)
 		}
 		_ = json.Unmarshal([]byte(addrs), &u.Addresses)
@@ -249,8 +317,8 @@ func (s *Service) load(ctx context.Context, name string) (*User, string, error) 
 	var u User
 	var addrs, hash string
 	var created int64
-	err := s.r.QueryRowContext(ctx, `SELECT name, role, addresses, created, password_hash FROM users WHERE name=?`, name).
-		Scan(&u.Name, &u.Role, &addrs, &created, &hash)
+	err := s.r.QueryRowContext(ctx, `SELECT name, role, addresses, created, password_hash, source FROM users WHERE name=?`, name).
+		Scan(&u.Name, &u.Role, &addrs, &created, &hash, &u.Source)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", fmt.Errorf("%w: %s", ErrNoUser, name)
 	}
@@ -274,17 +342,28 @@ const (
 
 // Login checks a user name and password from client (an IP address, for
 // throttling) and returns the user.
+//
+// A local account is checked against its password hash. Any other name
+// goes to the directory when one is set (SetDirectory); a directory
+// account that logs in is created or refreshed in the users table. Wrong
+// passwords and unknown names, local or in the directory, count towards
+// the same throttle and return ErrBadCredentials. A directory that cannot
+// answer returns an error wrapping ErrDirectory, which is not counted (the
+// caller logs it; local accounts keep working).
 func (s *Service) Login(ctx context.Context, name, password, client string) (*User, error) {
 	now := s.now()
 	key := sha256.Sum256([]byte(name + "\x00" + password))
+	// Directory names are matched without regard to case, so the per-user
+	// throttle is too.
+	throttleKeys := []string{"u:" + strings.ToLower(name), "c:" + client}
 	s.mu.Lock()
-	for _, k := range []string{"u:" + name, "c:" + client} {
+	for _, k := range throttleKeys {
 		if f := s.failures[k]; f != nil && now.Before(f.until) {
 			s.mu.Unlock()
 			return nil, ErrThrottled
 		}
 	}
-	if c, ok := s.cache[key]; ok && c.user == name && now.Before(c.expires) {
+	if c, ok := s.cache[key]; ok && c.login == name && now.Before(c.expires) {
 		s.mu.Unlock()
 		u := *c.u
 		return &u, nil
@@ -296,15 +375,23 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (*Us
 		return nil, err
 	}
 	ok := false
-	if u != nil {
+	dir := s.dir.Load()
+	switch {
+	case u != nil && u.Source != SourceLDAP:
 		ok = CheckPassword(hash, password)
-	} else {
+	case dir != nil:
+		u, err = s.directoryLogin(ctx, dir.d, name, password)
+		if err != nil && !errors.Is(err, ErrBadCredentials) {
+			return nil, err
+		}
+		ok = err == nil
+	default:
 		CheckPassword(dummyHash, password) // same cost whether or not the user exists
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !ok {
-		for _, k := range []string{"u:" + name, "c:" + client} {
+		for _, k := range throttleKeys {
 			f := s.failures[k]
 			if f == nil || now.Sub(f.last) > failureWindow {
 				f = &failure{}
@@ -319,12 +406,66 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (*Us
 		}
 		return nil, ErrBadCredentials
 	}
-	delete(s.failures, "u:"+name)
-	delete(s.failures, "c:"+client)
+	for _, k := range throttleKeys {
+		delete(s.failures, k)
+	}
 	if len(s.cache) > 10000 {
 		clear(s.cache)
 	}
-	s.cache[key] = cached{user: name, u: u, expires: now.Add(cacheTTL)}
+	s.cache[key] = cached{login: name, user: u.Name, u: u, expires: now.Add(cacheTTL)}
+	return u, nil
+}
+
+// directoryLogin checks name and password in the directory and stores the
+// account it describes.
+func (s *Service) directoryLogin(ctx context.Context, d Directory, name, password string) (*User, error) {
+	if name == "" || password == "" {
+		// An LDAP simple bind with an empty password is an anonymous bind,
+		// which many servers accept: never ask.
+		return nil, ErrBadCredentials
+	}
+	du, err := d.Authenticate(ctx, name, password)
+	if errors.Is(err, ErrBadCredentials) {
+		return nil, ErrBadCredentials
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDirectory, err)
+	}
+	return s.storeDirectoryUser(ctx, du)
+}
+
+// storeDirectoryUser creates or refreshes a directory account from du and
+// returns it. A local account of the same name is left alone and the login
+// refused.
+func (s *Service) storeDirectoryUser(ctx context.Context, du *DirectoryUser) (*User, error) {
+	if err := validName(du.Name); err != nil {
+		return nil, fmt.Errorf("%w: directory entry %s: %w", ErrDirectory, du.DN, err)
+	}
+	if !ValidRole(du.Role) {
+		return nil, fmt.Errorf("%w: directory entry %s: unknown role %q", ErrDirectory, du.DN, du.Role)
+	}
+	now := s.now().Unix()
+	addrs := addrJSON(du.Addresses)
+	// Insert, or update a directory account whose role or addresses
+	// changed; a local account of that name is not touched.
+	res, err := s.w.ExecContext(ctx, `INSERT INTO users(name, password_hash, role, addresses, created, updated, source) VALUES (?,'',?,?,?,?,?)
+		ON CONFLICT(name) DO UPDATE SET role=excluded.role, addresses=excluded.addresses, updated=excluded.updated
+		WHERE users.source=excluded.source AND (users.role<>excluded.role OR users.addresses<>excluded.addresses)`,
+		du.Name, string(du.Role), addrs, now, now, SourceLDAP)
+	if err != nil {
+		return nil, fmt.Errorf("auth: store directory account %s: %w", du.Name, err)
+	}
+	u, _, err := s.load(ctx, du.Name)
+	if err != nil {
+		return nil, err
+	}
+	if u.Source != SourceLDAP {
+		return nil, fmt.Errorf("%w: directory entry %s has the name of the local account %s; refusing it (rename or delete one of them)", ErrDirectory, du.DN, du.Name)
+	}
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		s.dropCache(du.Name)
+		s.changed()
+	}
 	return u, nil
 }
 
@@ -514,6 +655,9 @@ type Record struct {
 	Updated      int64    `json:"updated"`
 	Deleted      bool     `json:"deleted,omitempty"`
 	SessionGen   int64    `json:"session_gen,omitempty"`
+	// Source is SourceLDAP for a directory account (no password hash);
+	// empty means local.
+	Source string `json:"source,omitempty"`
 }
 
 // OnChange registers fn to run after every local account change (the
@@ -550,7 +694,7 @@ func (s *Service) metaInt(ctx context.Context, key string) (int64, error) {
 
 // Records returns every account and remembered deletion.
 func (s *Service) Records(ctx context.Context) ([]Record, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT name, password_hash, role, addresses, created, updated FROM users ORDER BY name`)
+	rows, err := s.r.QueryContext(ctx, `SELECT name, password_hash, role, addresses, created, updated, source FROM users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("auth: export users: %w", err)
 	}
@@ -558,11 +702,14 @@ func (s *Service) Records(ctx context.Context) ([]Record, error) {
 	for rows.Next() {
 		var r Record
 		var addrs string
-		if err := rows.Scan(&r.Name, &r.PasswordHash, &r.Role, &addrs, &r.Created, &r.Updated); err != nil {
+		if err := rows.Scan(&r.Name, &r.PasswordHash, &r.Role, &addrs, &r.Created, &r.Updated, &r.Source); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("auth: export users: %w", err)
 		}
 		_ = json.Unmarshal([]byte(addrs), &r.Addresses)
+		if r.Source == SourceLocal {
+			r.Source = ""
+		}
 		out = append(out, r)
 	}
 	if err := rows.Close(); err != nil {
@@ -628,8 +775,17 @@ func (r *Record) valid() error {
 	if !ValidRole(r.Role) {
 		return fmt.Errorf("auth: peer account %s: unknown role %q", r.Name, r.Role)
 	}
-	if !strings.HasPrefix(r.PasswordHash, "$argon2id$") || len(r.PasswordHash) > 512 {
-		return fmt.Errorf("auth: peer account %s: not an argon2id hash", r.Name)
+	switch r.Source {
+	case "", SourceLocal:
+		if !strings.HasPrefix(r.PasswordHash, "$argon2id$") || len(r.PasswordHash) > 512 {
+			return fmt.Errorf("auth: peer account %s: not an argon2id hash", r.Name)
+		}
+	case SourceLDAP:
+		if r.PasswordHash != "" {
+			return fmt.Errorf("auth: peer account %s: a directory account with a password hash", r.Name)
+		}
+	default:
+		return fmt.Errorf("auth: peer account %s: unknown source %q", r.Name, r.Source)
 	}
 	if len(r.Addresses) > 1000 {
 		return fmt.Errorf("auth: peer account %s: too many addresses", r.Name)
@@ -695,10 +851,14 @@ func (s *Service) MergeRecords(ctx context.Context, rs []Record) (int, error) {
 		if exists && (updated > r.Updated || (updated == r.Updated && hash >= r.PasswordHash)) {
 			continue
 		}
-		_, err = s.w.ExecContext(ctx, `INSERT INTO users(name, password_hash, role, addresses, created, updated) VALUES (?,?,?,?,?,?)
+		src := r.Source
+		if src == "" {
+			src = SourceLocal
+		}
+		_, err = s.w.ExecContext(ctx, `INSERT INTO users(name, password_hash, role, addresses, created, updated, source) VALUES (?,?,?,?,?,?,?)
 			ON CONFLICT(name) DO UPDATE SET password_hash=excluded.password_hash, role=excluded.role,
-			addresses=excluded.addresses, created=excluded.created, updated=excluded.updated`,
-			r.Name, r.PasswordHash, string(r.Role), addrJSON(r.Addresses), r.Created, r.Updated)
+			addresses=excluded.addresses, created=excluded.created, updated=excluded.updated, source=excluded.source`,
+			r.Name, r.PasswordHash, string(r.Role), addrJSON(r.Addresses), r.Created, r.Updated, src)
 		if err != nil {
 			return changed, fmt.Errorf("auth: merge account %s: %w", r.Name, err)
 		}

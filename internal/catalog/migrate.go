@@ -57,6 +57,9 @@ var migrations = []string{
 	CREATE TABLE peer_cursors (peer TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated INTEGER NOT NULL) WITHOUT ROWID;
 	CREATE TABLE source_state (source TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
 		PRIMARY KEY (source, key)) WITHOUT ROWID;`,
+	// 2: where an account comes from: 'local' (password hash here) or
+	// 'ldap' (a directory account, package auth; no local password).
+	`ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'local';`,
 }
 
 // pgMigrations are the PostgreSQL form of migrations, version for version.
@@ -114,6 +117,8 @@ var pgMigrations = []string{
 	CREATE TABLE peer_cursors (peer TEXT COLLATE "C" PRIMARY KEY, seq BIGINT NOT NULL, updated BIGINT NOT NULL);
 	CREATE TABLE source_state (source TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, value TEXT NOT NULL,
 		PRIMARY KEY (source, key));`,
+	// 2: account source, as in migrations.
+	`ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'local';`,
 }
 
 func (c *Catalog) migrate(ctx context.Context) error {

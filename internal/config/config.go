@@ -33,6 +33,11 @@ type Config struct {
 	LogLevel string `toml:"log_level"`
 	// MaxMessageSize caps any message from any source (default 100MB).
 	MaxMessageSize Size `toml:"max_message_size"`
+	// MinFreeSpace is the free-space reserve of data_dir's file system
+	// (default 1GB; 0 disables): below it every ingest path answers a
+	// temporary failure (SMTP 452 4.3.1, HTTP 503, pull sources back off)
+	// instead of letting the disk fill up.
+	MinFreeSpace Size `toml:"min_free_space"`
 
 	Store     Store     `toml:"store"`
 	Catalog   Catalog   `toml:"catalog"`
@@ -41,6 +46,7 @@ type Config struct {
 	Index     Index     `toml:"index"`
 	Retention Retention `toml:"retention"`
 	Mirror    Mirror    `toml:"mirror"`
+	LDAP      LDAP      `toml:"ldap"`
 	Sources   []Source  `toml:"sources"`
 }
 
@@ -176,6 +182,65 @@ type Peer struct {
 	URL  string `toml:"url"`
 }
 
+// LDAP configures optional login against an LDAP directory or Active
+// Directory (search with a service account, then bind as the user found;
+// docs/configuration.md). Accounts that log in this way are kept in the
+// users table as directory accounts, their role and addresses refreshed
+// from the directory at every login.
+type LDAP struct {
+	// Enabled turns directory logins on; the other keys are checked only
+	// then.
+	Enabled bool `toml:"enabled"`
+	// URL is ldap://host[:port] (default port 389) or ldaps://host[:port]
+	// (TLS from the start, default port 636).
+	URL string `toml:"url"`
+	// StartTLS upgrades an ldap:// connection with StartTLS before any
+	// password is sent.
+	StartTLS bool `toml:"start_tls"`
+	// CAFile holds PEM certificates trusted for the directory's TLS
+	// certificate instead of the system's roots.
+	CAFile string `toml:"ca_file"`
+	// InsecureSkipVerify accepts any TLS certificate (tests only: a
+	// man in the middle then sees every password).
+	InsecureSkipVerify bool `toml:"insecure_skip_verify"`
+	// AllowInsecure permits ldap:// without start_tls to a host that is not
+	// a loopback address (passwords cross the network in clear text).
+	AllowInsecure bool `toml:"allow_insecure"`
+	// BindDN and BindPasswordFile are the service account that searches
+	// for users (the password only ever comes from the file, re-read at
+	// every login). Both empty: anonymous search.
+	BindDN           string `toml:"bind_dn"`
+	BindPasswordFile string `toml:"bind_password_file"`
+	// BaseDN is where users are searched (whole subtree).
+	BaseDN string `toml:"base_dn"`
+	// UserFilter finds the entry of a login name; every %s is replaced by
+	// the name, escaped for LDAP filters. Default (|(uid=%s)(mail=%s));
+	// Active Directory: (sAMAccountName=%s).
+	UserFilter string `toml:"user_filter"`
+	// NameAttribute holds the account name used in mailarc (lowercased):
+	// default uid; Active Directory: sAMAccountName.
+	NameAttribute string `toml:"name_attribute"`
+	// AddressAttributes hold the user's mail addresses (default mail and
+	// proxyAddresses; "smtp:" prefixes are removed, other address types
+	// such as "x500:" ignored).
+	AddressAttributes []string `toml:"address_attributes"`
+	// GroupBaseDN, when set, is searched (whole subtree) with GroupFilter
+	// for the groups the user is a member of, in addition to the user's
+	// memberOf attribute.
+	GroupBaseDN string `toml:"group_base_dn"`
+	// GroupFilter finds a user's groups; every %s is replaced by the user's
+	// DN, escaped. Default (member=%s).
+	GroupFilter string `toml:"group_filter"`
+	// AdminGroups and AuditorGroups are group DNs whose members get the
+	// admin or auditor role (admin wins); everyone else is a user. DNs
+	// contain commas, so these are set in the file only.
+	AdminGroups   []string `toml:"admin_groups" env:"-"`
+	AuditorGroups []string `toml:"auditor_groups" env:"-"`
+	// Timeout bounds one login's whole exchange with the directory
+	// (connect, TLS, binds and searches). Default 10s.
+	Timeout Duration `toml:"timeout"`
+}
+
 // Source is a journal mailbox polled over IMAP or POP3.
 type Source struct {
 	Name          string   `toml:"name"`
@@ -183,6 +248,7 @@ type Source struct {
 	Host          string   `toml:"host"`
 	Port          int      `toml:"port"`
 	TLS           string   `toml:"tls"`
+	CAFile        string   `toml:"ca_file"` // PEM certificates trusted instead of the system's roots
 	AllowInsecure bool     `toml:"allow_insecure"`
 	User          string   `toml:"user"`
 	PasswordFile  string   `toml:"password_file"`
@@ -209,6 +275,7 @@ func Default() Config {
 		DataDir:        "./mailarc-data",
 		LogLevel:       "info",
 		MaxMessageSize: 100 << 20,
+		MinFreeSpace:   1 << 30,
 		Store:          Store{Backend: "local", MaxPackSize: 1 << 30},
 		Catalog:        Catalog{Backend: "sqlite"},
 		HTTP:           HTTP{Listen: "127.0.0.1:8080", SessionTTL: Duration(12 * time.Hour)},
@@ -221,6 +288,13 @@ func Default() Config {
 		},
 		Index:     Index{BatchSize: 1000, Workers: 2},
 		Retention: Retention{SweepInterval: Duration(time.Hour)},
+		LDAP: LDAP{
+			UserFilter:        "(|(uid=%s)(mail=%s))",
+			NameAttribute:     "uid",
+			AddressAttributes: []string{"mail", "proxyAddresses"},
+			GroupFilter:       "(member=%s)",
+			Timeout:           Duration(10 * time.Second),
+		},
 	}
 }
 
@@ -290,6 +364,10 @@ func ApplyEnv(cfg *Config, environ []string) error {
 			}
 			val, ok := env[key]
 			if !ok {
+				continue
+			}
+			if f.Tag.Get("env") == "-" {
+				errs = append(errs, fmt.Errorf("%s: not settable from the environment; set %s in the config file", key, name))
 				continue
 			}
 			if err := setField(fv, val); err != nil {
@@ -422,6 +500,9 @@ func (c *Config) Validate() error {
 	if c.Index.Workers <= 0 {
 		bad("index.workers", "must be positive")
 	}
+	if c.LDAP.Enabled {
+		c.LDAP.validate(bad)
+	}
 	names := map[string]bool{}
 	for i, s := range c.Sources {
 		key := fmt.Sprintf("sources[%d]", i)
@@ -449,6 +530,56 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validate reports the problems of an enabled [ldap] section.
+func (l *LDAP) validate(bad func(key, format string, a ...any)) {
+	u, err := url.Parse(l.URL)
+	switch {
+	case l.URL == "":
+		bad("ldap.url", "must be set (ldap://host or ldaps://host)")
+	case err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Hostname() == "":
+		bad("ldap.url", "must be an ldap:// or ldaps:// URL with a host, not %q", l.URL)
+	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil:
+		bad("ldap.url", "must hold only scheme, host and port (the base DN and filter go in base_dn and user_filter), not %q", l.URL)
+	case u.Scheme == "ldaps" && l.StartTLS:
+		bad("ldap.start_tls", "is for ldap:// URLs; ldaps:// is TLS from the start")
+	case u.Scheme == "ldap" && !l.StartTLS && !l.AllowInsecure && !isLoopback(u.Hostname()):
+		bad("ldap.url", "ldap:// without start_tls would send passwords unencrypted to %s; use ldaps:// or start_tls = true, or set allow_insecure = true", u.Hostname())
+	}
+	if (l.BindDN == "") != (l.BindPasswordFile == "") {
+		bad("ldap.bind_password_file", "bind_dn and bind_password_file must be set together (leave both empty for an anonymous search)")
+	}
+	if strings.TrimSpace(l.BaseDN) == "" {
+		bad("ldap.base_dn", "must be set (where users are searched, e.g. \"ou=people,dc=example,dc=org\")")
+	}
+	checkFilter := func(key, f, what string) {
+		if !strings.HasPrefix(f, "(") || !strings.HasSuffix(f, ")") || !strings.Contains(f, "%s") {
+			bad(key, "must be a parenthesised LDAP filter with %%s where the %s goes, not %q", what, f)
+		}
+	}
+	checkFilter("ldap.user_filter", l.UserFilter, "login name")
+	if l.GroupBaseDN != "" {
+		checkFilter("ldap.group_filter", l.GroupFilter, "user's DN")
+	}
+	if strings.TrimSpace(l.NameAttribute) == "" {
+		bad("ldap.name_attribute", "must name the attribute holding the account name (uid, or sAMAccountName in Active Directory)")
+	}
+	if len(l.AddressAttributes) == 0 {
+		bad("ldap.address_attributes", "must name at least one attribute (directory users see only mail to and from these addresses)")
+	}
+	if l.Timeout <= 0 {
+		bad("ldap.timeout", "must be positive")
+	}
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.IsLoopback()
 }
 
 // Size is a byte count written as "100MB", "512k", "2GiB" or a plain number.

@@ -110,3 +110,83 @@ func TestCatalogBackend(t *testing.T) {
 		}
 	}
 }
+
+func TestLDAP(t *testing.T) {
+	c := Default()
+	if err := Parse(strings.NewReader(`
+[ldap]
+enabled            = true
+url                = "ldaps://dc1.corp.example"
+bind_dn            = "CN=mailarc,OU=Service,DC=corp,DC=example"
+bind_password_file = "/etc/mailarc/ldap.pw"
+base_dn            = "DC=corp,DC=example"
+user_filter        = "(sAMAccountName=%s)"
+name_attribute     = "sAMAccountName"
+admin_groups       = ["CN=Archive Admins,OU=Groups,DC=corp,DC=example"]
+`), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.LDAP.GroupFilter != "(member=%s)" || len(c.LDAP.AddressAttributes) != 2 || time.Duration(c.LDAP.Timeout) != 10*time.Second ||
+		c.LDAP.AdminGroups[0] != "CN=Archive Admins,OU=Groups,DC=corp,DC=example" {
+		t.Fatalf("defaults not kept: %+v", c.LDAP)
+	}
+	if err := ApplyEnv(&c, []string{"MAILARC_LDAP_URL=ldaps://dc2.corp.example:3269"}); err != nil || c.LDAP.URL != "ldaps://dc2.corp.example:3269" {
+		t.Fatalf("env: %v %q", err, c.LDAP.URL)
+	}
+	// Group DNs contain commas: a comma-separated environment list would
+	// cut them apart, so the environment may not set them.
+	if err := ApplyEnv(&c, []string{"MAILARC_LDAP_ADMIN_GROUPS=cn=a,dc=example"}); err == nil || !strings.Contains(err.Error(), "MAILARC_LDAP_ADMIN_GROUPS") {
+		t.Fatalf("admin_groups from the environment: %v", err)
+	}
+
+	base := c.LDAP
+	for _, tc := range []struct {
+		edit func(l *LDAP)
+		want string
+	}{
+		{func(l *LDAP) { l.URL = "" }, "ldap.url: must be set"},
+		{func(l *LDAP) { l.URL = "https://dc1" }, "ldap.url: must be an ldap:// or ldaps:// URL"},
+		{func(l *LDAP) { l.URL = "ldap://dc1/dc=corp?uid" }, "ldap.url: must hold only scheme, host and port"},
+		{func(l *LDAP) { l.URL = "ldap://dc1.corp.example" }, "would send passwords unencrypted to dc1.corp.example"},
+		{func(l *LDAP) { l.StartTLS = true }, "ldap.start_tls: is for ldap:// URLs"},
+		{func(l *LDAP) { l.BindPasswordFile = "" }, "ldap.bind_password_file: bind_dn and bind_password_file must be set together"},
+		{func(l *LDAP) { l.BaseDN = " " }, "ldap.base_dn: must be set"},
+		{func(l *LDAP) { l.UserFilter = "sAMAccountName=%s" }, "ldap.user_filter: must be a parenthesised LDAP filter"},
+		{func(l *LDAP) { l.UserFilter = "(uid=alice)" }, "ldap.user_filter: must be a parenthesised LDAP filter"},
+		{func(l *LDAP) { l.GroupBaseDN = "ou=groups"; l.GroupFilter = "(member=x)" }, "ldap.group_filter"},
+		{func(l *LDAP) { l.NameAttribute = "" }, "ldap.name_attribute"},
+		{func(l *LDAP) { l.AddressAttributes = nil }, "ldap.address_attributes"},
+		{func(l *LDAP) { l.Timeout = 0 }, "ldap.timeout: must be positive"},
+	} {
+		c := Default()
+		c.LDAP = base
+		tc.edit(&c.LDAP)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: got %v, want %q", c.LDAP, err, tc.want)
+		}
+	}
+	// Clear text is allowed to a loopback host, or with allow_insecure.
+	for _, edit := range []func(l *LDAP){
+		func(l *LDAP) { l.URL = "ldap://127.0.0.1:3389" },
+		func(l *LDAP) { l.URL = "ldap://[::1]" },
+		func(l *LDAP) { l.URL = "ldap://localhost" },
+		func(l *LDAP) { l.URL = "ldap://dc1.corp.example"; l.StartTLS = true },
+		func(l *LDAP) { l.URL = "ldap://dc1.corp.example"; l.AllowInsecure = true },
+	} {
+		c := Default()
+		c.LDAP = base
+		edit(&c.LDAP)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s start_tls=%v allow_insecure=%v: %v", c.LDAP.URL, c.LDAP.StartTLS, c.LDAP.AllowInsecure, err)
+		}
+	}
+	// Disabled, the section is not checked.
+	c = Default()
+	c.LDAP.URL = "nonsense"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("disabled [ldap] validated: %v", err)
+	}
+}

@@ -7,6 +7,9 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,8 +25,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/mailarc/mailarc/internal/certs"
 	"github.com/mailarc/mailarc/internal/testutil"
 )
 
@@ -444,6 +449,14 @@ func TestSMTPConcurrentClients(t *testing.T) {
 	if n := metric(t, p, "mailarc_smtp_accept_seconds_count"); n != float64(want) {
 		t.Fatalf("mailarc_smtp_accept_seconds_count %v, want %d", n, want)
 	}
+	// Concurrent sessions share group commits: on average a commit (one
+	// store sync, one catalog transaction) carries several messages.
+	sum := metric(t, p, "mailarc_archive_commit_batch_messages_sum")
+	commits := metric(t, p, "mailarc_archive_commit_batch_messages_count")
+	t.Logf("%v messages in %v group commits (%.1f per commit)", sum, commits, sum/max(commits, 1))
+	if sum != float64(want) || commits <= 0 || sum/commits < 1.5 {
+		t.Fatalf("group commits: %v messages in %v commits; want all %d messages at 1.5 or more per commit on average", sum, commits, want)
+	}
 	p.stop()
 	out, code := cli(t, nil, "verify", "--config", p.config)
 	if code != 0 || !strings.Contains(out, " 0 problems,") {
@@ -767,6 +780,11 @@ func TestSMTPBadInput(t *testing.T) {
 		if err != nil {
 			testutil.Require(t, false, "swaks not installed (apt-get install swaks)")
 		}
+		// STARTTLS needs the Perl module Net::SSLeay: report its absence as
+		// such, not as a TLS failure of the server.
+		sup, err := exec.Command(swaks, "--support").CombinedOutput()
+		testutil.Require(t, err == nil && strings.Contains(string(sup), "TLS supported"),
+			fmt.Sprintf("swaks cannot do STARTTLS (install Net::SSLeay: apt-get install libnet-ssleay-perl); `swaks --support`: %v\n%s", err, sup))
 		msg := []byte("From: swaks@sender.example\r\nTo: journal@archive.example\r\nSubject: via swaks\r\nMessage-ID: <swaks-1@e2e>\r\n\r\n" +
 			strings.Repeat("w", 1000) + "\r\n.leading dot\r\n")
 		// swaks ends the data with CRLF itself, so the file has no final one.
@@ -1125,4 +1143,170 @@ func headerMessageID(raw []byte) string {
 		}
 	}
 	return ""
+}
+
+// ---- 6. configuration wiring ---------------------------------------------------
+
+// serveFails runs `mailarc serve` on p's config, expects it to exit with
+// an error within a minute and returns its output.
+func serveFails(t *testing.T, p *proc) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "serve", "--config", p.config)
+	cmd.Env = append(os.Environ(), "MAILARC_ADMIN_PASSWORD="+adminPass)
+	out, err := cmd.CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("mailarc serve did not fail (err %v, ctx %v):\n%s", err, ctx.Err(), out)
+	}
+	return string(out)
+}
+
+// TestSMTPConfigWiring checks that the [smtp] keys reach the server: a
+// configured tls_cert/tls_key is the certificate clients see, auth_file
+// (comments allowed, a malformed line stops the start naming the line) and
+// auth_required/require_tls govern AUTH and MAIL, and lmtp_listen delivers.
+func TestSMTPConfigWiring(t *testing.T) {
+	dir := t.TempDir()
+	const host = "configured.e2e.test"
+	certFile, keyFile := filepath.Join(dir, "smtp.crt"), filepath.Join(dir, "smtp.key")
+	cert, err := certs.LoadOrCreate(certFile, keyFile, certs.Spec{CommonName: host, Organization: "e2e", Hosts: []string{host}, Years: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	authFile := filepath.Join(dir, "smtp-users")
+	writeAuth := func(s string) {
+		if err := os.WriteFile(authFile, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	nodeDir := filepath.Join(dir, "node")
+	if err := os.Mkdir(nodeDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := newProc(t, nodeDir, "")
+	setSMTPOption(t, p,
+		fmt.Sprintf("tls_cert = %q", certFile), fmt.Sprintf("tls_key = %q", keyFile),
+		fmt.Sprintf("auth_file = %q", authFile), "auth_required = true", "require_tls = true")
+
+	// A malformed line stops the start, naming file and line.
+	writeAuth("# journaling MTAs\njournal:s3cret:with:colons\nno-colon-here\n")
+	if out := serveFails(t, p); !strings.Contains(out, "smtp.auth_file "+authFile+" line 3: want user:password") {
+		t.Fatalf("bad auth_file line: error does not name the line:\n%s", out)
+	}
+	// Comments and blank lines are fine; the password is everything after
+	// the first colon.
+	writeAuth("# journaling MTAs\n\njournal:s3cret:with:colons\n   # indented comment\n")
+	p.start()
+
+	c, err := dialSMTP(p.smtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ok, _ := c.Extension("AUTH"); ok {
+		t.Fatal("AUTH offered before STARTTLS with require_tls = true")
+	}
+	var se *gosmtp.SMTPError
+	if err := c.Mail("mta@sender.example", nil); !errors.As(err, &se) || se.Code != 530 {
+		t.Fatalf("MAIL without AUTH: %v, want 530 (auth_required)", err)
+	}
+	_ = c.Quit()
+	c, err = gosmtp.DialStartTLS(p.smtpAddr, &tls.Config{ServerName: host, RootCAs: roots, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("STARTTLS verified against the configured certificate: %v", err)
+	}
+	defer c.Close()
+	// The handshake runs on the first command after STARTTLS: EHLO.
+	if err := c.Hello("e2e-client.mailarc.test"); err != nil {
+		t.Fatalf("EHLO over TLS verified against the configured certificate: %v", err)
+	}
+	st, ok := c.TLSConnectionState()
+	if !ok || len(st.PeerCertificates) == 0 || !bytes.Equal(st.PeerCertificates[0].Raw, leaf.Raw) {
+		t.Fatal("the server did not present the tls_cert certificate")
+	}
+	if !c.SupportsAuth("PLAIN") || !c.SupportsAuth("LOGIN") {
+		t.Fatal("AUTH PLAIN/LOGIN not offered after STARTTLS with auth_file set")
+	}
+	if err := c.Mail("mta@sender.example", nil); !errors.As(err, &se) || se.Code != 530 {
+		t.Fatalf("MAIL over TLS without AUTH: %v, want 530", err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "journal", "s3cret:with")); !errors.As(err, &se) || se.Code != 535 {
+		t.Fatalf("AUTH with a wrong password: %v, want 535", err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "journal", "s3cret:with:colons")); err != nil {
+		t.Fatalf("AUTH PLAIN with the auth_file credentials: %v", err)
+	}
+	msg := []byte("From: a@sender.example\r\nTo: journal@archive.example\r\nSubject: authenticated\r\nMessage-ID: <auth-1@e2e>\r\n\r\nafter AUTH\r\n")
+	id, err := sendOn(c, "mta@sender.example", []string{"journal@archive.example"}, msg)
+	if err != nil {
+		t.Fatalf("send after AUTH: %v", err)
+	}
+	_ = c.Quit()
+	expectRaw(t, p, id, msg)
+	p.stop()
+
+	// LMTP: one delivery with two recipients, one reply each.
+	lp := newProc(t, nodeDir, "") // same data directory, new ports
+	lmtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	setSMTPOption(t, lp, fmt.Sprintf("lmtp_listen = [%q]", lmtpAddr))
+	lp.start()
+	conn, err := net.DialTimeout("tcp", lmtpAddr, 10*time.Second)
+	if err != nil {
+		t.Fatalf("lmtp_listen %s not listening: %v", lmtpAddr, err)
+	}
+	lc := gosmtp.NewClientLMTP(conn)
+	defer lc.Close()
+	if err := lc.Hello("lmtp-client.e2e"); err != nil {
+		t.Fatalf("LHLO: %v", err)
+	}
+	rcpts := []string{"alice@corp.example", "bob@corp.example"}
+	if err := lc.Mail("mta@sender.example", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rcpts {
+		if err := lc.Rcpt(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := lc.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lmsg := []byte("From: a@sender.example\r\nTo: alice@corp.example\r\nSubject: over lmtp\r\nMessage-ID: <lmtp-1@e2e>\r\n\r\nlmtp body\r\n")
+	if _, err := w.Write(lmsg); err != nil {
+		t.Fatal(err)
+	}
+	resps, err := w.CloseWithLMTPResponse()
+	if err != nil {
+		t.Fatalf("LMTP data: %v", err)
+	}
+	if len(resps) != len(rcpts) {
+		t.Fatalf("LMTP: %d replies, want one per recipient (%d)", len(resps), len(rcpts))
+	}
+	for _, r := range rcpts {
+		if resps[r] == nil || !strings.Contains(resps[r].StatusText, "archived "+sha(lmsg)) {
+			t.Fatalf("LMTP reply for %s: %+v, want 'Ok: archived %s'", r, resps[r], sha(lmsg))
+		}
+	}
+	_ = lc.Quit()
+	expectRaw(t, lp, sha(lmsg), lmsg)
+	m := getMessage(t, lp, sha(lmsg))
+	for _, r := range rcpts {
+		if !contains(m.Envelope.RcptTo, r) {
+			t.Errorf("envelope recipients %v lack %s", m.Envelope.RcptTo, r)
+		}
+	}
+	if !contains(m.Origins, "lmtp") {
+		t.Errorf("origins %v lack lmtp", m.Origins)
+	}
+	// The message sent over SMTP before the restart is still there.
+	expectRaw(t, lp, id, msg)
 }

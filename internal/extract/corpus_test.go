@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // knownEmpty lists the corpus documents (by base name) for which empty text
@@ -52,6 +56,25 @@ var knownEmpty = map[string]string{
 	"testZIP_corrupted_oom.zip": "corrupt zip",
 	// Spanned (multi-volume) zip: the first volume has no central directory.
 	"test-documents-spanned.zip": "split archive, unsupported",
+	// Text, but no word of four letters (checked with unzip -p and by
+	// decompressing the PDF content streams).
+	"testDdeLink.xlsx":                                  "one number and a DDE link",
+	"testWORD_missing_ooxml_bean1.docx":                 "the body is \"s.\" and \"b\"",
+	"testRTFTableCellSeparation.rtf":                    "one-letter table cells",
+	"testRTFUnicodeUCNControlWordCharacterDoubling.rtf": "a digit, \"abc\" and two single CJK characters",
+	"test_list_override.rtf":                            "list definitions only, no body text",
+	"testPDF_Version.11.x.PDFA-1b.pdf":                  "image only (one image XObject, ProcSet /ImageC)",
+	"testZip_with_DataDescriptor.zip":                   "members of four binary bytes each",
+	// Known gaps: text only in embedded objects or attachments of the
+	// document, which are not extracted, or in a legacy CJK encoding that
+	// nothing labels.
+	"testEXCEL_embeddedPDF_windows.xlsx":    "text only in an embedded OLE object (known gap)",
+	"testWPSAttachment.docx":                "text only in embedded OLE objects (known gap)",
+	"testWPSAttachment.pptx":                "text only in embedded OLE objects (known gap)",
+	"testWPSAttachment.xlsx":                "text only in embedded OLE objects (known gap)",
+	"testPDF_deeplyEmbeddedAttachments.pdf": "one letter on the page; embedded files are not extracted (known gap)",
+	"gbk.zip":                               "one empty member; names in GBK, not decoded (known gap)",
+	"testZipEntryNameCharsetShiftSJIS.zip":  "Shift-JIS names and text without a charset label (known gap)",
 }
 
 // corpusExtensions are the formats whose every corpus document must give
@@ -103,7 +126,9 @@ func corpusFiles(tb testing.TB) []string {
 
 // TestCorpusNonEmpty extracts every PDF, OOXML, ODF, RTF, ZIP, EPUB and
 // calendar document of the Tika corpus and every TNEF stream: each must
-// yield text, except the documents listed (with the reason) in knownEmpty.
+// yield a real word (see realWord), except the documents listed (with the
+// reason) in knownEmpty. TestCorpusSearchable (corpus_index_test.go) then
+// indexes a sample of them as attachments and searches for that word.
 func TestCorpusNonEmpty(t *testing.T) {
 	files := corpusFiles(t)
 	var failures []string
@@ -125,10 +150,10 @@ func TestCorpusNonEmpty(t *testing.T) {
 			t.Errorf("%s: %d bytes of text, over the limit", p, len(got))
 		}
 		reason, known := knownEmpty[filepath.Base(p)]
-		empty := strings.TrimSpace(got) == ""
+		empty := realWord(got) == ""
 		switch {
 		case empty && !known:
-			failures = append(failures, p+": no text (err: "+errString(err)+")")
+			failures = append(failures, fmt.Sprintf("%s: no word of %d letters in %d bytes of text (err: %s)", p, minWordLetters, len(got), errString(err)))
 		case !empty && known:
 			t.Logf("%s: now gives text although listed as empty (%s)", p, reason)
 		}
@@ -141,6 +166,79 @@ func TestCorpusNonEmpty(t *testing.T) {
 		t.Error(f)
 	}
 	t.Logf("%d documents checked", len(files))
+}
+
+// minWordLetters is the length of a word that shows extraction worked: a
+// run of whitespace or a stray "x" from a drawing does not.
+const minWordLetters = 4
+
+// realWord returns the first word of text made of letters only, at least
+// minWordLetters of them, delimited as the index delimits words (runs of
+// letters, digits and combining marks; see internal/index/tokens), so that
+// the word is one index term. It returns "" when there is none.
+func realWord(text string) string {
+	for _, w := range strings.FieldsFunc(text, func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r)
+	}) {
+		if utf8.RuneCountInString(w) < minWordLetters {
+			continue
+		}
+		letters := true
+		for _, r := range w {
+			if !unicode.IsLetter(r) {
+				letters = false
+				break
+			}
+		}
+		if letters {
+			return w
+		}
+	}
+	return ""
+}
+
+// CorpusDoc is a corpus document with the word TestCorpusNonEmpty found in
+// its text.
+type CorpusDoc struct {
+	Path, ContentType, Word string
+}
+
+// CorpusSample returns n corpus documents (all of them if fewer) spread
+// evenly over the sorted list of those TestCorpusNonEmpty requires text
+// from, each with its first real word: the same sample on every run. It is
+// exported for the external test package, which indexes them (package
+// index imports extract, so this package's own tests cannot).
+func CorpusSample(tb testing.TB, n int) []CorpusDoc {
+	tb.Helper()
+	var files []string
+	for _, p := range corpusFiles(tb) {
+		if _, known := knownEmpty[filepath.Base(p)]; !known {
+			files = append(files, p)
+		}
+	}
+	sort.Strings(files)
+	if n > len(files) {
+		n = len(files)
+	}
+	out := make([]CorpusDoc, 0, n)
+	for i := 0; i < n; i++ {
+		p := files[i*len(files)/n]
+		data, err := os.ReadFile(p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ct := "application/octet-stream"
+		if bytes.HasPrefix(data, magicTNEF) {
+			ct = "application/ms-tnef"
+		}
+		got, _ := Text(context.Background(), filepath.Base(p), ct, data, Limits{})
+		w := realWord(got)
+		if w == "" {
+			tb.Fatalf("%s: no word of %d letters (TestCorpusNonEmpty fails too)", p, minWordLetters)
+		}
+		out = append(out, CorpusDoc{Path: p, ContentType: ct, Word: w})
+	}
+	return out
 }
 
 func errString(err error) string {
@@ -170,6 +268,7 @@ func TestCorpusWords(t *testing.T) {
 		{tika + "/tika-parser-apple-module/testAppleSingleFile.pdf", "", []string{"Hello"}},
 		{tika + "/tika-parser-microsoft-module/testWORD.docx", "application/octet-stream", []string{"subtitle", "Nested table"}},
 		{tika + "/tika-parser-microsoft-module/testEXCEL.xlsx", "", []string{"Squares", "Feuil1"}},
+		{tika + "/tika-parser-microsoft-module/testEXCEL_textbox.xlsx", "", []string{"some autoshape text"}},
 		{tika + "/tika-parser-microsoft-module/testPPT.pptx", "", []string{"Watershed", "Avalanche"}},
 		{tika + "/tika-parser-microsoft-module/testAltChunkHTML.docx", "", []string{"emphasized"}},
 		{tika + "/tika-parser-miscoffice-module/testODFwithOOo3.odt", "", []string{"Lucene", "simple footnote"}},

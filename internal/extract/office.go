@@ -206,12 +206,14 @@ func (j *job) altChunks(all []*zip.File, depth int) error {
 
 // xlsx extracts a workbook: sheet names, the shared strings (every string
 // cell's text, once), then each sheet's inline strings and values, then
-// cell comments, charts and the document properties.
+// cell comments, charts, drawings (text boxes and shapes) and the document
+// properties.
 func (j *job) xlsx(all []*zip.File, files map[string]*zip.File) error {
 	parts := []*zip.File{files["xl/workbook.xml"], files["xl/sharedStrings.xml"]}
 	parts = append(parts, partsMatching(all, "xl/worksheets", "sheet")...)
 	parts = append(parts, partsMatching(all, "xl", "comments")...)
 	parts = append(parts, partsMatching(all, "xl/charts", "chart")...)
+	parts = append(parts, partsMatching(all, "xl/drawings", "drawing")...)
 	parts = append(parts, files["docProps/core.xml"])
 	return j.officeParts(parts, func(f *zip.File) *xmlSpec {
 		switch {
@@ -219,6 +221,8 @@ func (j *job) xlsx(all []*zip.File, files map[string]*zip.File) error {
 			return coreSpec
 		case strings.HasPrefix(f.Name, "xl/charts/"):
 			return chartSpec
+		case strings.HasPrefix(f.Name, "xl/drawings/"):
+			return pptxSpec // DrawingML text: a:p paragraphs of a:t runs
 		case f.Name == "xl/workbook.xml":
 			return workbookSpec
 		case f.Name == "xl/sharedStrings.xml":

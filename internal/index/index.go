@@ -107,6 +107,14 @@ type Options struct {
 	// Cc, Bcc or Envelope (per-user rights). An empty non-nil slice sees
 	// nothing.
 	Addresses []string
+	// After, with SortDateAsc or SortDateDesc, returns only the matches
+	// that come after this hit in that order (keyset paging): pass the last
+	// hit of the previous page. Unlike Offset, every page costs the same
+	// however deep it is, and documents added or removed meanwhile do not
+	// shift the pages. The index orders equal dates by Hit.Key. Total, when
+	// counted, is the number of matches after the hit. Not allowed with
+	// SortRelevance.
+	After *Hit
 	// CountTotal requests Result.Total, the exact number of matches.
 	CountTotal bool
 	// CountLimit, when > 0 with CountTotal, stops counting at CountLimit
@@ -128,6 +136,9 @@ type Hit struct {
 	// Rank is the relevance score (higher is better); it is computed only
 	// for SortRelevance with a query that has words, and is 0 otherwise.
 	Rank float64
+	// Key is the hit's place in the date orders (an index-specific value
+	// that orders hits of the same date); Options.After uses it.
+	Key int64
 }
 
 // Result is one page of search results.

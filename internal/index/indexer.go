@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -88,6 +89,9 @@ func NewIndexer(idx Index, feed Feed, opt IndexerOptions) *Indexer {
 	if opt.Limits == (extract.Limits{}) {
 		opt.Limits = extract.DefaultLimits()
 	}
+	if opt.Limits.MaxText <= 0 {
+		opt.Limits.MaxText = extract.DefaultLimits().MaxText // sizes the per-message budget
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -132,7 +136,9 @@ func (x *Indexer) OldestPending() time.Time {
 	return time.Time{}
 }
 
-// SkippedAttachments counts attachments whose text could not be extracted.
+// SkippedAttachments counts the attachments whose text could not be
+// extracted, or only in part, since the Indexer was created; unsupported
+// formats (images and the like) are not counted.
 func (x *Indexer) SkippedAttachments() int64 { return x.skippedN.Load() }
 
 // Run indexes until ctx is cancelled. Errors are logged and retried with
@@ -399,12 +405,24 @@ func (x *Indexer) build(ctx context.Context, c Change) (Document, error) {
 	}
 	d.Body = body.String()
 	var att strings.Builder
-	budget := x.opt.Limits.MaxText * 2
-	x.attachments(ctx, p.Attachments, &d, &att, budget, 0)
+	x.attachments(ctx, p.Attachments, &d, &att, x.textBudget(), 0)
 	d.AttachmentText = att.String()
 	return d, nil
 }
 
+// maxNestedMessages is how deep attached messages (a message attached to
+// a message attached to ...) are followed for their text.
+const maxNestedMessages = 3
+
+// textBudget is the attachment text indexed per message: twice the
+// per-attachment text limit (8 MiB with the default limits). Attachments
+// met once it is used up are skipped with reason "limit"; the one that
+// reaches it is truncated.
+func (x *Indexer) textBudget() int { return 2 * x.opt.Limits.MaxText }
+
+// attachments appends the text of as to att (attached messages
+// recursively), never past budget bytes, recording each attachment whose
+// text could not be extracted.
 func (x *Indexer) attachments(ctx context.Context, as []message.Attachment, d *Document, att *strings.Builder, budget, depth int) {
 	for _, a := range as {
 		if a.Filename != "" {
@@ -414,28 +432,28 @@ func (x *Indexer) attachments(ctx context.Context, as []message.Attachment, d *D
 			d.AttachmentTypes = append(d.AttachmentTypes, a.ContentType)
 		}
 		if att.Len() >= budget {
-			x.skip("limit")
+			x.skip(ctx, d.ID, a, "limit", "the message's attachment text budget is used up", false)
 			continue
 		}
 		if a.Nested != nil {
-			if depth >= 3 {
-				x.skip("limit")
+			if depth >= maxNestedMessages {
+				x.skip(ctx, d.ID, a, "limit", "attached messages nested too deep", false)
 				continue
 			}
 			n := a.Nested
 			for _, s := range [][]message.Address{n.From, n.To, n.Cc} {
 				for _, ad := range s {
-					att.WriteString(ad.String())
-					att.WriteString("\n")
+					writeCapped(att, ad.String(), budget)
+					writeCapped(att, "\n", budget)
 				}
 			}
-			att.WriteString(n.Subject)
-			att.WriteString("\n")
-			att.WriteString(n.Text)
-			att.WriteString("\n")
+			for _, s := range []string{n.Subject, n.Text} {
+				writeCapped(att, s, budget)
+				writeCapped(att, "\n", budget)
+			}
 			for _, h := range n.HTML {
-				att.WriteString(extract.HTMLToText(h))
-				att.WriteString("\n")
+				writeCapped(att, extract.HTMLToText(h), budget)
+				writeCapped(att, "\n", budget)
 			}
 			x.attachments(ctx, n.Attachments, d, att, budget, depth+1)
 			continue
@@ -443,28 +461,74 @@ func (x *Indexer) attachments(ctx context.Context, as []message.Attachment, d *D
 		if len(a.Data) == 0 {
 			continue
 		}
-		text, err := extract.Text(ctx, a.Filename, a.ContentType, a.Data, x.opt.Limits)
-		switch {
-		case errors.Is(err, extract.ErrUnsupported):
-			x.skip("unsupported")
-		case errors.Is(err, context.DeadlineExceeded):
-			x.skip("timeout")
-		case err != nil:
-			x.skip("error")
-			x.log.Debug("attachment text extraction failed", "id", d.ID, "filename", a.Filename, "type", a.ContentType, "err", err)
+		lim := x.opt.Limits
+		lim.MaxText = min(lim.MaxText, budget-att.Len())
+		text, err := extract.Text(ctx, a.Filename, a.ContentType, a.Data, lim)
+		if err != nil && ctx.Err() != nil {
+			return // stopping: the batch is abandoned, nothing to record
+		}
+		if err != nil {
+			reason, cause := skipCause(err)
+			x.skip(ctx, d.ID, a, reason, cause, text != "")
 		}
 		if text != "" {
-			att.WriteString(text)
-			att.WriteString("\n")
+			writeCapped(att, text, budget)
+			writeCapped(att, "\n", budget)
 		}
 	}
 }
 
-func (x *Indexer) skip(reason string) {
+// skipCause classifies an extraction error into the metric's reason label
+// and a cause fit for the log. The cause is fixed text on purpose: parser
+// errors can quote the document, and attachment content is never logged.
+func skipCause(err error) (reason, cause string) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout", "extraction took longer than the time limit"
+	case errors.Is(err, extract.ErrTooLarge):
+		return "limit", "attachment larger than the input size limit"
+	case errors.Is(err, extract.ErrLimit):
+		return "limit", "archive expansion, member or nesting limit"
+	case errors.Is(err, extract.ErrCorrupt):
+		return "error", "corrupt or unreadable"
+	case errors.Is(err, extract.ErrUnsupported):
+		return "unsupported", "no text extractor for this format"
+	}
+	return "error", "extraction failed"
+}
+
+// skip records an attachment whose text was not (or only partly, when
+// partial is set) indexed: in the metric by reason, in the skipped count
+// (except for unsupported formats such as images, which are expected) and
+// in the log with the message id and file name, never the content.
+// Unsupported formats are logged at debug level only: nearly every message
+// with a logo or a photo has one.
+func (x *Indexer) skip(ctx context.Context, id string, a message.Attachment, reason, cause string, partial bool) {
+	x.skipped.WithLabelValues(reason).Inc()
+	level := slog.LevelDebug
 	if reason != "unsupported" {
 		x.skippedN.Add(1)
+		level = slog.LevelInfo
 	}
-	x.skipped.WithLabelValues(reason).Inc()
+	x.log.Log(ctx, level, "attachment text skipped",
+		"id", id, "filename", a.Filename, "type", a.ContentType, "size", a.Size,
+		"reason", reason, "cause", cause, "partial", partial)
+}
+
+// writeCapped appends s to b without taking b past budget bytes, cutting
+// at a UTF-8 boundary.
+func writeCapped(b *strings.Builder, s string, budget int) {
+	room := budget - b.Len()
+	if room <= 0 {
+		return
+	}
+	if len(s) > room {
+		for room > 0 && !utf8.RuneStart(s[room]) {
+			room--
+		}
+		s = s[:room]
+	}
+	b.WriteString(s)
 }
 
 func addrList(as []message.Address) []string {

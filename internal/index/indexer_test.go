@@ -1,13 +1,23 @@
 package index_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"hash/crc32"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mailarc/mailarc/internal/extract"
 	"github.com/mailarc/mailarc/internal/index"
 	"github.com/mailarc/mailarc/internal/query"
 	"github.com/mailarc/mailarc/internal/testutil"
@@ -144,4 +154,341 @@ func TestIndexerRunFollowsNotify(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// logRecords is a JSON slog handler's output, decoded.
+type logRecords struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logRecords) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logRecords) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// skips returns the "attachment text skipped" records.
+func (l *logRecords) skips(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.text()), "\n") {
+		if line == "" {
+			continue
+		}
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if r["msg"] == "attachment text skipped" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// hasSkip reports whether a skip was logged for the message, file name and
+// reason, at info level or above.
+func hasSkip(recs []map[string]any, id, filename, reason string) bool {
+	for _, r := range recs {
+		if r["id"] == id && r["filename"] == filename && r["reason"] == reason && (r["level"] == "INFO" || r["level"] == "WARN") {
+			return true
+		}
+	}
+	return false
+}
+
+// newLoggedIndexer returns an index, a feed and an indexer over them whose
+// log (debug level, JSON) is captured.
+func newLoggedIndexer(t *testing.T, opt index.IndexerOptions) (*index.SQLite, *memFeed, *index.Indexer, *logRecords) {
+	t.Helper()
+	testutil.Require(t, index.FTS5Compiled(), "built without -tags sqlite_fts5")
+	ix, err := index.OpenSQLite(filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ix.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	logs := &logRecords{}
+	opt.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	f := &memFeed{raw: map[string][]byte{}}
+	return ix, f, index.NewIndexer(ix, f, opt), logs
+}
+
+// attachPart is a base64 MIME part (after its boundary line) carrying data
+// as an attachment.
+func attachPart(filename, ct string, data []byte) string {
+	enc := base64.StdEncoding.EncodeToString(data)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Content-Type: %s; name=\"%s\"\r\nContent-Disposition: attachment; filename=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n\r\n", ct, filename, filename)
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n")
+	return b.String()
+}
+
+// multipart builds a multipart/mixed message from headers and parts; its
+// boundary is unique to its headers, so multiparts nest.
+func multipart(headers string, parts ...string) string {
+	boundary := fmt.Sprintf("B%08x", crc32.ChecksumIEEE([]byte(headers)))
+	var b strings.Builder
+	b.WriteString(headers + "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=" + boundary + "\r\n\r\n")
+	for _, p := range parts {
+		b.WriteString("--" + boundary + "\r\n" + p)
+	}
+	b.WriteString("--" + boundary + "--\r\n")
+	return b.String()
+}
+
+// tnef builds a minimal TNEF stream (winmail.dat) with a subject, a body
+// and one attached file, as extract's own tests do.
+func tnef(subject, body, file, fileText string) []byte {
+	var b bytes.Buffer
+	le := func(v any) { _ = binary.Write(&b, binary.LittleEndian, v) }
+	attr := func(level byte, tag uint32, val []byte) {
+		b.WriteByte(level)
+		le(tag)
+		le(uint32(len(val)))
+		b.Write(val)
+		le(uint16(0)) // checksum, not verified
+	}
+	le(uint32(0x223E9F78))
+	le(uint16(1))
+	attr(1, 0x00018004, []byte(subject+"\x00"))
+	attr(1, 0x0002800C, []byte(body))
+	attr(2, 0x00069002, make([]byte, 14))
+	attr(2, 0x00018010, []byte(file+"\x00"))
+	attr(2, 0x0006800F, []byte(fileText))
+	return b.Bytes()
+}
+
+// ratioBomb is a zip whose one member inflates 2 MiB of zeros from a few
+// KiB: over the 100:1 ratio limit.
+func ratioBomb(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.Create("zeros.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(make([]byte, 2<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestIndexerMessageFields sends real MIME messages through the indexer
+// (parse, HTML to text, attachment extraction, nested messages) and
+// searches every field the issue names; skipped attachments are counted
+// and logged with the message id, file name and reason, never the content.
+func TestIndexerMessageFields(t *testing.T) {
+	ix, f, x, logs := newLoggedIndexer(t, index.IndexerOptions{})
+	id := func(i int) string { return fmt.Sprintf("%064x", i) }
+
+	// 1: HTML only, a Sender, envelope recipients.
+	f.add(id(1), "From: a@x.example\r\nSender: Sekretaer <sec@corp.example>\r\nTo: b@x.example\r\nSubject: h\r\n"+
+		"MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n"+
+		"<html><head><style>p { stylesecret: 1 }</style><script>scriptsecret()</script></head>"+
+		"<body><p>htmlvisible</p></body></html>\r\n", "env@corp.example")
+
+	// 2: a nested message (with its own attachment), a calendar and a
+	// corrupt PDF.
+	nested := "Content-Type: message/rfc822\r\n\r\n" + multipart(
+		"From: Innerperson <inner@y.example>\r\nTo: c@y.example\r\nSubject: nestedsubj\r\n",
+		"Content-Type: text/plain\r\n\r\nnestedbody\r\n",
+		attachPart("deep.txt", "text/plain", []byte("deepword\r\n")))
+	ics := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nSUMMARY:icsword planning\r\nLOCATION:roomword\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+	f.add(id(2), multipart("From: a@x.example\r\nSubject: n\r\n",
+		"Content-Type: text/plain\r\n\r\nouter\r\n",
+		nested,
+		attachPart("i.ics", "text/calendar", []byte(ics)),
+		attachPart("bad.pdf", "application/pdf", []byte("%PDF-1.4 pdfsecretword garbage\r\n"))))
+
+	// 3: a winmail.dat and a zip bomb: the message is still indexed.
+	f.add(id(3), multipart("From: a@x.example\r\nSubject: outlookmail\r\n",
+		"Content-Type: text/plain\r\n\r\nsee attached\r\n",
+		attachPart("winmail.dat", "application/ms-tnef", tnef("tnefsubject", "tnefbody text", "notes.txt", "tnefinnerword")),
+		attachPart("bomb.zip", "application/zip", ratioBomb(t))))
+
+	if err := x.CatchUp(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]int{
+		// HTML body: visible text indexed, script and style not.
+		"htmlvisible": 1, "body:htmlvisible": 1, "scriptsecret": 0, "stylesecret": 0,
+		// Sender is searched by from:; envelope recipients by to: and bcc:.
+		"from:sec@corp.example": 1, "from:Sekretaer": 1, "from:corp.example": 1,
+		"to:env@corp.example": 1, "bcc:env@corp.example": 1, "env@corp.example": 1, "to:b@x.example": 1,
+		// The nested message: its body, subject, addresses and its own
+		// attachment are attachment text (bare words match it too).
+		"nestedbody": 1, "attachment:nestedbody": 1, "body:nestedbody": 0,
+		"attachment:nestedsubj": 1, "subject:nestedsubj": 0, "nestedsubj": 1,
+		"attachment:inner@y.example": 1, "attachment:Innerperson": 1, "from:inner@y.example": 0, "inner@y.example": 1,
+		"attachment:deepword": 1, "filename:deep.txt": 1,
+		// Calendar.
+		"attachment:icsword": 1, "attachment:roomword": 1, "filename:i.ics": 1,
+		// Corrupt PDF: the name is indexed, the message too.
+		"filename:bad.pdf": 1, "outer": 1,
+		// TNEF: subject, body and the attached file, and its name.
+		"attachment:tnefsubject": 1, "attachment:tnefbody": 1, "attachment:tnefinnerword": 1, "filename:winmail.dat": 1,
+		// The bomb: skipped, its message indexed.
+		"outlookmail": 1, "filename:bomb.zip": 1, "has:attachment": 2,
+	} {
+		if n := count(t, ix, q); n != want {
+			t.Errorf("%q: %d matches, want %d", q, n, want)
+		}
+	}
+	if n := x.SkippedAttachments(); n != 2 {
+		t.Errorf("skipped attachments: %d, want 2 (bad.pdf, bomb.zip)", n)
+	}
+	recs := logs.skips(t)
+	if !hasSkip(recs, id(2), "bad.pdf", "error") {
+		t.Errorf("no skip logged for bad.pdf (reason error): %v", recs)
+	}
+	if !hasSkip(recs, id(3), "bomb.zip", "limit") {
+		t.Errorf("no skip logged for bomb.zip (reason limit): %v", recs)
+	}
+	if s := logs.text(); strings.Contains(s, "pdfsecretword") || strings.Contains(s, "garbage") {
+		t.Errorf("the log quotes attachment content: %s", s)
+	}
+}
+
+// TestIndexerTextLimits checks the per-message attachment text budget (two
+// times Limits.MaxText): text past it is not indexed and the attachments
+// it leaves out are recorded; and an extraction timeout is recorded too.
+func TestIndexerTextLimits(t *testing.T) {
+	ix, f, x, logs := newLoggedIndexer(t, index.IndexerOptions{Limits: extract.Limits{MaxText: 100}})
+	filler := func(n int) string { return strings.Repeat("filler ", n) }
+	f.add(fmt.Sprintf("%064x", 1), multipart("From: a@x.example\r\nSubject: budget\r\n",
+		"Content-Type: text/plain\r\n\r\nbody\r\n",
+		// 61 bytes (+1 for the separating newline).
+		attachPart("a.txt", "text/plain", []byte("firstword "+filler(6)+"firsttail")),
+		// Cut at MaxText: 100 bytes (+1), 163 in all.
+		attachPart("b.txt", "text/plain", []byte("secondword "+filler(30)+"secondtail")),
+		// 37 bytes left of the 200-byte budget: "thirdtail" starts at 31.
+		attachPart("c.txt", "text/plain", []byte("thirdword "+filler(3)+"thirdtail "+filler(10))),
+		// Nothing left.
+		attachPart("d.txt", "text/plain", []byte("fourthword"))))
+	if err := x.CatchUp(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]int{
+		"attachment:firstword": 1, "attachment:firsttail": 1,
+		"attachment:secondword": 1, "attachment:secondtail": 0, // cut at MaxText
+		"attachment:thirdword": 1, "attachment:thirdtail": 0, // cut at the message's budget
+		"attachment:fourthword": 0, // budget used up
+		"filename:d.txt":        1, // names are indexed regardless
+		"subject:budget":        1,
+	} {
+		if n := count(t, ix, q); n != want {
+			t.Errorf("%q: %d matches, want %d", q, n, want)
+		}
+	}
+	if n := x.SkippedAttachments(); n != 1 {
+		t.Errorf("skipped attachments: %d, want 1 (d.txt)", n)
+	}
+	if recs := logs.skips(t); !hasSkip(recs, fmt.Sprintf("%064x", 1), "d.txt", "limit") {
+		t.Errorf("no limit skip logged for d.txt: %v", recs)
+	}
+
+	// A timeout: a deadline that has passed before the extraction starts.
+	ix2, f2, x2, logs2 := newLoggedIndexer(t, index.IndexerOptions{Limits: extract.Limits{Timeout: time.Nanosecond}})
+	big := strings.Repeat("<p>slowword and more words</p>\n", 20000)
+	f2.add(fmt.Sprintf("%064x", 1), multipart("From: a@x.example\r\nSubject: slow\r\n",
+		"Content-Type: text/plain\r\n\r\nbody\r\n",
+		attachPart("big.html", "text/html", []byte(big))))
+	if err := x2.CatchUp(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, ix2, "subject:slow"); n != 1 {
+		t.Errorf("message with a timed-out attachment: %d matches, want 1", n)
+	}
+	if n := x2.SkippedAttachments(); n != 1 {
+		t.Errorf("skipped attachments: %d, want 1 (big.html)", n)
+	}
+	if recs := logs2.skips(t); !hasSkip(recs, fmt.Sprintf("%064x", 1), "big.html", "timeout") {
+		t.Errorf("no timeout skip logged for big.html: %v", recs)
+	}
+	if strings.Contains(logs2.text(), "slowword") {
+		t.Error("the log quotes attachment content")
+	}
+}
+
+// slowFeed is a memFeed that records how many Raw calls overlap; each
+// stays in flight a moment so that parallel workers, if any, overlap.
+type slowFeed struct {
+	*memFeed
+	hold             time.Duration
+	inflight, maxPar atomic.Int32
+}
+
+func (f *slowFeed) Raw(ctx context.Context, id string) ([]byte, error) {
+	n := f.inflight.Add(1)
+	defer f.inflight.Add(-1)
+	for m := f.maxPar.Load(); n > m && !f.maxPar.CompareAndSwap(m, n); m = f.maxPar.Load() {
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(f.hold):
+	}
+	return f.memFeed.Raw(ctx, id)
+}
+
+// TestIndexerYieldsToBusyIngest: while ingest reports itself busy, the
+// indexer parses with one worker (and pauses between batches) but still
+// indexes everything; when ingest is idle it uses its workers.
+func TestIndexerYieldsToBusyIngest(t *testing.T) {
+	testutil.Require(t, index.FTS5Compiled(), "built without -tags sqlite_fts5")
+	for _, busy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("busy=%v", busy), func(t *testing.T) {
+			ix, err := index.OpenSQLite(filepath.Join(t.TempDir(), "index.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ix.Close()
+			f := &slowFeed{memFeed: &memFeed{raw: map[string][]byte{}}, hold: 20 * time.Millisecond}
+			const n = 30
+			for i := 0; i < n; i++ {
+				f.add(fmt.Sprintf("%064x", i), fmt.Sprintf("Subject: numbat %d\r\n\r\nbody\r\n", i))
+			}
+			var asked atomic.Int64
+			x := index.NewIndexer(ix, f, index.IndexerOptions{
+				BatchSize: 10, Workers: 4, PollInterval: time.Hour,
+				Busy: func() bool { asked.Add(1); return busy },
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = x.Run(ctx); close(done) }()
+			testutil.Eventually(t, 30*time.Second, "every change to be indexed", func() bool { return x.Watermark() == n })
+			cancel()
+			<-done
+			if c := count(t, ix, "numbat"); c != n {
+				t.Errorf("numbat matches %d, want %d", c, n)
+			}
+			if asked.Load() == 0 {
+				t.Error("the indexer never asked whether ingest is busy")
+			}
+			switch p := f.maxPar.Load(); {
+			case busy && p != 1:
+				t.Errorf("busy ingest: %d messages read in parallel, want 1", p)
+			case !busy && p < 2:
+				t.Errorf("idle ingest: messages read one at a time with 4 workers")
+			}
+		})
+	}
 }

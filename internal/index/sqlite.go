@@ -343,6 +343,27 @@ func (s *SQLite) Search(ctx context.Context, q *query.Query, opt Options) (Resul
 	if p.none {
 		return Result{Hits: []Hit{}}, nil
 	}
+	if opt.After != nil {
+		// Keyset paging: Key is the rowid, whose order is the date order,
+		// so "after the hit" narrows the rowid range (and bounds the FTS
+		// subqueries of the conditions too).
+		if opt.Sort == SortRelevance {
+			return Result{}, errors.New("index search: Options.After needs a date sort")
+		}
+		r := ridRange{lo: math.MinInt64, hi: math.MaxInt64}
+		if p.rng != nil {
+			r = *p.rng
+		}
+		if opt.Sort == SortDateAsc {
+			r.lo = max(r.lo, opt.After.Key+1)
+		} else {
+			r.hi = min(r.hi, opt.After.Key-1)
+		}
+		if r.lo > r.hi {
+			return Result{Hits: []Hit{}}, nil
+		}
+		p.rng = &r
+	}
 	limit := opt.Limit
 	if limit <= 0 {
 		limit = DefaultLimit
@@ -414,7 +435,7 @@ func (s *SQLite) Search(ctx context.Context, q *query.Query, opt Options) (Resul
 	} else {
 		countDone <- nil
 	}
-	hits, err := s.page(ctx, "SELECT m.seq, m.id, m.date, m.size, "+rank+" FROM "+from+whereSQL+
+	hits, err := s.page(ctx, "SELECT m.seq, m.id, m.date, m.size, "+rank+", m.rid FROM "+from+whereSQL+
 		" ORDER BY "+order+" LIMIT ? OFFSET ?", append(args, limit, offset), opt.Sort == SortRelevance)
 	if cerr := <-countDone; cerr != nil && err == nil {
 		err = fmt.Errorf("index search: count: %w", cerr)
@@ -440,7 +461,7 @@ func (s *SQLite) page(ctx context.Context, stmt string, args []any, relevance bo
 	for rows.Next() {
 		var h Hit
 		var date int64
-		if err := rows.Scan(&h.Seq, &h.ID, &date, &h.Size, &h.Rank); err != nil {
+		if err := rows.Scan(&h.Seq, &h.ID, &date, &h.Size, &h.Rank, &h.Key); err != nil {
 			return nil, fmt.Errorf("index search: scan: %w", err)
 		}
 		if !relevance {

@@ -42,6 +42,10 @@ type Attachment struct {
 	ContentType string
 	// Disposition is "attachment", "inline" or "" (no Content-Disposition).
 	Disposition string
+	// ContentID is the part's Content-ID without the angle brackets
+	// ("logo@example.com"), as HTML refers to it with cid: URLs
+	// (RFC 2392); empty when the part has none.
+	ContentID string
 	// Size is the decoded size in bytes.
 	Size int64
 	// Data is the decoded content, only with Options.KeepAttachmentData.
@@ -467,6 +471,9 @@ func (p *parser) walk(st *msgState, fields []rawField, body []byte, depth int, p
 	}
 
 	att := Attachment{Index: len(st.msg.Attachments), Filename: filename, ContentType: typ, Disposition: disp}
+	if v, ok := getRaw(fields, "Content-ID"); ok {
+		att.ContentID = contentID(unfold(v))
+	}
 	nested := !forceAttachment && (typ == "message/rfc822" || typ == "message/global")
 	wanted := st.top && p.attachOnly && att.Index == p.want
 	keep := p.opt.KeepAttachmentData && !p.attachOnly
@@ -497,6 +504,19 @@ func (p *parser) walk(st *msgState, fields []rawField, body []byte, depth int, p
 		}
 	}
 	st.msg.Attachments = append(st.msg.Attachments, att)
+}
+
+// contentID returns a Content-ID field value without its angle brackets
+// and anything around them (a trailing comment, white space).
+func contentID(v string) string {
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i+1:], '>'); j >= 0 {
+			v = v[i+1 : i+1+j]
+		} else {
+			v = v[i+1:]
+		}
+	}
+	return cleanText(strings.TrimSpace(v))
 }
 
 // walkMultipart splits and walks a multipart body. It returns false when

@@ -2,8 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/index"
@@ -17,6 +21,9 @@ func (n *Node) startComponents(bg context.Context, wg *sync.WaitGroup) (*compone
 	ix := n.NewIndexer()
 	n.Archive.OnCommit(ix.Notify)
 	n.indexer = ix
+	if err := n.Registry.Register(newIndexCollector(n)); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		return nil, fmt.Errorf("index metrics: %w", err)
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -56,18 +63,23 @@ func (n *Node) Searcher() web.Searcher {
 	return newSearcher(n.Index, n.Archive)
 }
 
-func (n *Node) indexStatus(ctx context.Context, st *Status, cs catalog.Stats) {
+// indexStatus fills the index counts and lag of st. It fills in what it
+// can read and returns what it could not (the status document shows what
+// is known; the index metrics report the error rather than a wrong zero).
+func (n *Node) indexStatus(ctx context.Context, st *Status, cs catalog.Stats) error {
 	if n.Index == nil {
-		return
+		return nil
 	}
-	if c, err := n.Index.Count(ctx); err == nil {
+	c, cerr := n.Index.Count(ctx)
+	if cerr == nil {
 		st.Counts.Indexed = c
 	}
 	wm, err := n.Index.Watermark(ctx)
 	if err != nil {
-		return
+		return errors.Join(cerr, err)
 	}
-	if lag, err := n.Catalog.CountChangedAfter(ctx, wm); err == nil {
+	lag, lerr := n.Catalog.CountChangedAfter(ctx, wm)
+	if lerr == nil {
 		st.Index.LagMessages = lag
 	}
 	if n.indexer != nil {
@@ -76,4 +88,5 @@ func (n *Node) indexStatus(ctx context.Context, st *Status, cs catalog.Stats) {
 		}
 		st.Index.Skipped = n.indexer.SkippedAttachments()
 	}
+	return errors.Join(cerr, lerr)
 }

@@ -74,6 +74,31 @@ func (n *Node) AuditLog(ctx context.Context) (*audit.Log, error) {
 	return l, nil
 }
 
+// ensureAdmin creates the bootstrap admin on a first start (auth
+// EnsureAdmin) and records it in the audit log as a user.add by "system".
+// The log is opened first, so an archive whose log cannot be written gets
+// no unrecorded account.
+func (n *Node) ensureAdmin(ctx context.Context, password string) (created bool, generated string, err error) {
+	al, err := n.AuditLog(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	created, generated, err = n.Auth.EnsureAdmin(ctx, password)
+	if err != nil || !created {
+		return created, generated, err
+	}
+	from := "MAILARC_ADMIN_PASSWORD"
+	if generated != "" {
+		from = "generated"
+	}
+	if _, err := al.Record(ctx, "system", audit.ActionUserAdd, map[string]any{
+		"name": "admin", "role": "admin", "addresses": []string{}, "bootstrap": true, "password": from,
+	}); err != nil {
+		return created, generated, fmt.Errorf("audit the bootstrap admin: %w", err)
+	}
+	return created, generated, nil
+}
+
 // Governance opens (once) the retention and hold service with the audit log.
 func (n *Node) Governance(ctx context.Context) (*governance.Service, *audit.Log, error) {
 	al, err := n.AuditLog(ctx)

@@ -76,8 +76,16 @@ func (s *searcher) Search(ctx context.Context, req web.SearchRequest) (web.Searc
 	}
 	out := web.SearchResult{Total: res.Total, TotalCapped: res.TotalCapped, Messages: make([]web.SearchHit, 0, len(ms))}
 	for _, m := range ms {
-		if req.User != nil && !web.CanSee(req.User, m) {
-			continue // belt and braces: the index filter already scoped it
+		if req.User != nil {
+			// Belt and braces: the index filter already scoped it (by the
+			// same rule, so this only drops what changed meanwhile).
+			ok, err := web.Visible(ctx, s.arch, req.User, m)
+			if err != nil {
+				return web.SearchResult{}, err
+			}
+			if !ok {
+				continue
+			}
 		}
 		out.Messages = append(out.Messages, web.SearchHit{
 			ID: m.ID, Date: m.Date, From: m.From, To: nonNil(m.To), Cc: nonNil(m.Cc), Subject: m.Subject,

@@ -30,6 +30,7 @@ import (
 	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/auth"
+	"github.com/mailarc/mailarc/internal/auth/ldapauth"
 	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/config"
 	"github.com/mailarc/mailarc/internal/governance"
@@ -62,6 +63,7 @@ type Node struct {
 	mirror  atomic.Pointer[mirror.Mirror] // set while serving with mirroring
 	sources atomic.Pointer[pull.Manager]  // set while serving with [[sources]]
 
+	ldap     *ldapauth.Directory // set with [ldap] enabled
 	gov      *governance.Service // opened by Governance (governance.go)
 	auditLog *audit.Log
 	// searchTexts is the running searcher's snippet text cache, cleared
@@ -69,6 +71,7 @@ type Node struct {
 	searchTexts atomic.Pointer[snippetCache]
 
 	started time.Time
+	ingest  *ingestMeter                  // the status's ingest rate (ingestrate.go)
 	extra   []func(context.Context) error // closers of optional components, run in reverse
 }
 
@@ -84,6 +87,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Node, erro
 	}
 	n := &Node{Cfg: cfg, Log: log, Dir: dir, Registry: prometheus.NewRegistry(), started: time.Now()}
 	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.ingest = newIngestMeter(n.started, time.Now)
 	ok := false
 	defer func() {
 		if !ok {
@@ -135,11 +139,20 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Node, erro
 	}
 	n.Archive = archive.New(n.Catalog, n.Store, archive.Options{
 		MaxMessageSize: int64(cfg.MaxMessageSize),
+		MinFreeSpace:   int64(cfg.MinFreeSpace),
+		SpacePath:      dir.Path,
 		Logger:         log.With("component", "archive"),
-		Registerer:     n.Registry,
+		Registerer:     n.ingest.tap(n.Registry),
 	})
+	n.Archive.OnCommit(n.ingest.commit)
 	w, r := n.Catalog.DB()
 	n.Auth = auth.New(w, r)
+	if cfg.LDAP.Enabled {
+		if n.ldap, err = ldapauth.New(cfg.LDAP, log.With("component", "ldap")); err != nil {
+			return nil, err
+		}
+		n.Auth.SetDirectory(n.ldap)
+	}
 	if err := n.openIndex(ctx); err != nil {
 		return nil, err
 	}
@@ -268,15 +281,16 @@ func (n *Node) Serve(ctx context.Context, opt ServeOptions) error {
 	if opt.ShutdownTimeout == 0 {
 		opt.ShutdownTimeout = 30 * time.Second
 	}
-	created, generated, err := n.Auth.EnsureAdmin(ctx, opt.AdminPassword)
-	if err != nil {
-		return fmt.Errorf("bootstrap admin: %w", err)
-	}
+	created, generated, err := n.ensureAdmin(ctx, opt.AdminPassword)
 	if created && generated != "" {
-		// Printed once, to the operator's terminal, never to the log.
+		// Printed once, to the operator's terminal, never to the log (even
+		// when its audit entry failed: the account exists).
 		fmt.Printf("\nCreated user \"admin\" with password: %s\n(set MAILARC_ADMIN_PASSWORD to choose it; change it with `mailarc user passwd admin`)\n\n", generated)
 	} else if created {
 		n.Log.Info("created bootstrap user admin with the password from MAILARC_ADMIN_PASSWORD")
+	}
+	if err != nil {
+		return fmt.Errorf("bootstrap admin: %w", err)
 	}
 
 	bg, stopBG := context.WithCancel(context.Background())
@@ -289,6 +303,20 @@ func (n *Node) Serve(ctx context.Context, opt ServeOptions) error {
 	comps, err := n.startComponents(bg, &wg)
 	if err != nil {
 		return err
+	}
+	if n.ldap != nil {
+		// Report a directory that cannot be reached or refuses the service
+		// account now rather than at the first login; serving goes on
+		// either way (local accounts do not need it).
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.ldap.Check(bg); err != nil {
+				n.Log.Error("ldap: directory check failed; directory logins will fail until it answers", "url", n.Cfg.LDAP.URL, "err", err)
+			} else {
+				n.Log.Info("ldap: directory reachable", "url", n.Cfg.LDAP.URL, "base_dn", n.Cfg.LDAP.BaseDN)
+			}
+		}()
 	}
 
 	sessions, err := auth.NewSessions(ctx, n.Catalog, n.Auth, time.Duration(n.Cfg.HTTP.SessionTTL))
@@ -393,6 +421,7 @@ type Status struct {
 	Counts   StatusCounts  `json:"counts"`
 	Index    StatusIndex   `json:"index"`
 	Storage  StatusStorage `json:"storage"`
+	Ingest   StatusIngest  `json:"ingest"`
 	Peers    []any         `json:"peers"`
 	Sources  []any         `json:"sources"`
 	Drift    []string      `json:"policy_drift"`
@@ -419,6 +448,9 @@ type StatusStorage struct {
 	RawBytes    int64 `json:"raw_bytes"`
 	StoredBytes int64 `json:"stored_bytes"`
 	Blobs       int64 `json:"blobs"`
+	// Space is the data directory's free-space reserve (min_free_space);
+	// absent when the reserve is disabled.
+	Space *archive.SpaceStatus `json:"space,omitempty"`
 }
 
 // StatusListeners are bound addresses (not serialised).
@@ -439,7 +471,11 @@ func (n *Node) Status(ctx context.Context) (any, error) {
 		Instance: n.Dir.Marker.Instance,
 		Counts:   StatusCounts{Archived: cs.Messages},
 		Storage:  StatusStorage{RawBytes: ss.RawBytes, StoredBytes: ss.StoredBytes, Blobs: ss.Blobs},
+		Ingest:   n.ingest.status(),
 		Peers:    n.peerStatus(ctx), Sources: n.sourceStatus(), Drift: n.policyDrift(ctx),
+	}
+	if sp, ok := n.Archive.Space(); ok {
+		st.Storage.Space = &sp
 	}
 	n.indexStatus(ctx, &st, cs)
 	if st.WORM, err = n.WORMStatus(ctx); err != nil {

@@ -252,6 +252,12 @@ func TestAPI(t *testing.T) {
 	if c != 200 || !strings.Contains(string(b), "mailarc_archive_messages_ingested_total 1") || !strings.Contains(string(b), "mailarc_archive_commit_seconds_bucket") {
 		t.Fatalf("metrics: %d", c)
 	}
+	// The index block of the status, as gauges read at scrape time.
+	for _, m := range []string{"mailarc_archive_messages 1", "mailarc_index_indexed_messages 1", "mailarc_index_lag_messages 0", "mailarc_index_lag_seconds 0"} {
+		if !strings.Contains(string(b), "\n"+m+"\n") {
+			t.Errorf("metrics lack %q", m)
+		}
+	}
 }
 
 func TestThrottledLogin(t *testing.T) {

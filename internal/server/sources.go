@@ -20,6 +20,7 @@ func (n *Node) startSources(ctx context.Context, wg *sync.WaitGroup, c *componen
 	for i := range srcs {
 		srcs[i].PasswordFile = n.defaultPath(srcs[i].PasswordFile)
 		srcs[i].TokenFile = n.defaultPath(srcs[i].TokenFile)
+		srcs[i].CAFile = n.defaultPath(srcs[i].CAFile)
 	}
 	m, err := pull.NewManagerOptions(n.Cfg.NodeName, srcs, n.Archive, n.Catalog, n.Log.With("component", "pull"), n.Registry,
 		pull.Options{MaxMessageSize: int64(n.Cfg.MaxMessageSize)})

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -70,7 +71,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	}
 	src := &export.IndexSource{
 		Index: s.d.Index, Catalog: s.d.Archive.Catalog(), RawFunc: s.d.Archive.Raw, Query: q,
-		Visible: func(m *archive.Message) bool { return CanSee(u, m) },
+		Visible: func(ctx context.Context, m *archive.Message) (bool, error) { return Visible(ctx, s.d.Archive, u, m) },
 	}
 	if !u.SeesAll() {
 		src.Addresses = append([]string{}, u.Addresses...)

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +17,19 @@ import (
 	"github.com/mailarc/mailarc/internal/message"
 )
 
-// POST /api/v1/messages: body = raw message.
+// POST /api/v1/messages: body = raw message. The optional ?origin= names
+// the ingest path recorded with it: "api" (the default) or "import" (what
+// `mailarc import --server` sends). Clients may claim no other origin: smtp,
+// imap:NAME and peer:NAME are only ever set by the node itself.
 func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) error {
+	origin := "api"
+	switch o := r.URL.Query().Get("origin"); o {
+	case "", "api":
+	case "import":
+		origin = o
+	default:
+		return errf(http.StatusBadRequest, "bad_origin", `origin may only be "api" (the default) or "import"`)
+	}
 	limit := s.d.MaxMessageSize
 	if limit <= 0 {
 		limit = 100 << 20
@@ -36,7 +48,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) error {
 	if len(raw) == 0 {
 		return errf(http.StatusBadRequest, "empty", "empty message: send the raw RFC 5322 message as the request body")
 	}
-	res, err := s.d.Archive.Ingest(r.Context(), raw, archive.Origin{Source: "api"})
+	res, err := s.d.Archive.Ingest(r.Context(), raw, archive.Origin{Source: origin})
 	if err != nil {
 		return err
 	}
@@ -66,7 +78,11 @@ func (s *Server) loadVisible(r *http.Request) (*archive.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !CanSee(userFrom(r), m) {
+	ok, err := Visible(r.Context(), s.d.Archive, userFrom(r), m)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		return nil, archive.ErrNotFound
 	}
 	return m, nil
@@ -81,16 +97,68 @@ func (s *Server) loadReport(r *http.Request, id string) (*archive.Message, error
 		return nil, err
 	}
 	for _, o := range owners {
-		if CanSee(userFrom(r), o) {
+		ok, err := Visible(r.Context(), s.d.Archive, userFrom(r), o)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			return &archive.Message{ID: id, Subject: "journal report of " + o.ID, Arrival: o.Arrival}, nil
 		}
 	}
 	return nil, archive.ErrNotFound
 }
 
+// Visible applies the whole per-user visibility rule: admins and auditors
+// see everything; a user sees a message where one of their addresses is a
+// sender (any From address, the Sender field, the envelope sender) or a
+// recipient (To, Cc, Bcc, the envelope recipients). It is the rule the
+// index applies to searches and counts (index.Options.Addresses), so
+// totals, hits, get, raw, attachments and exports agree.
+//
+// CanSee decides from the catalog record alone, which keeps the first From
+// address and no Sender field; only when it says no for a user with
+// addresses are the From and Sender fields read from the stored message.
+func Visible(ctx context.Context, a *archive.Archive, u *auth.User, m *archive.Message) (bool, error) {
+	if CanSee(u, m) {
+		return true, nil
+	}
+	if u == nil || len(u.Addresses) == 0 {
+		return false, nil
+	}
+	raw, err := a.Raw(ctx, m.ID)
+	if errors.Is(err, archive.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	// Header fields only: the body stays one opaque part.
+	p := message.Parse(raw, message.Options{SkipText: true, MaxParts: 1})
+	mine := userAddrs(u)
+	for _, list := range [][]message.Address{p.From, p.Sender} {
+		for _, ad := range list {
+			if mine[strings.ToLower(strings.TrimSpace(ad.Addr))] {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// userAddrs is the set of a user's addresses, lowercased.
+func userAddrs(u *auth.User) map[string]bool {
+	mine := make(map[string]bool, len(u.Addresses))
+	for _, a := range u.Addresses {
+		mine[strings.ToLower(strings.TrimSpace(a))] = true
+	}
+	return mine
+}
+
 // CanSee applies the per-user visibility rule to a catalog record: admins
 // and auditors see everything; a user sees a message where one of their
-// addresses is a sender or recipient (From, To, Cc or the envelope).
+// addresses is a sender or recipient (the first From address, To, Cc, Bcc
+// or the envelope). Visible completes it with the header fields the
+// catalog does not keep.
 func CanSee(u *auth.User, m *archive.Message) bool {
 	if u == nil {
 		return false
@@ -98,10 +166,7 @@ func CanSee(u *auth.User, m *archive.Message) bool {
 	if u.SeesAll() {
 		return true
 	}
-	mine := map[string]bool{}
-	for _, a := range u.Addresses {
-		mine[strings.ToLower(a)] = true
-	}
+	mine := userAddrs(u)
 	check := func(list ...string) bool {
 		for _, s := range list {
 			if mine[addrOf(s)] {

@@ -80,6 +80,52 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// updateUser changes an account's role and addresses in place (PATCH
+// /api/v1/users/{name}; fields left out stay as they are). Tokens, sessions
+// and the password are kept.
+func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	var in struct {
+		Role      *auth.Role `json:"role"`
+		Addresses *[]string  `json:"addresses"`
+	}
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.Role == nil && in.Addresses == nil {
+		return errf(http.StatusBadRequest, "invalid", "nothing to change: give role and/or addresses")
+	}
+	if in.Role != nil && *in.Role != auth.RoleAdmin && name == userFrom(r).Name {
+		return errf(http.StatusBadRequest, "invalid", "you cannot take the admin role from your own account")
+	}
+	before, after, err := s.d.Auth.UpdateUser(r.Context(), name, auth.UserChange{Role: in.Role, Addresses: in.Addresses})
+	if errors.Is(err, auth.ErrNoUser) {
+		return errf(http.StatusNotFound, "not_found", "no such user")
+	}
+	if err != nil {
+		return errf(http.StatusBadRequest, "invalid", err.Error())
+	}
+	if err := s.record(r, audit.ActionUserUpdate, userUpdateDetail(before, after)); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, after)
+	return nil
+}
+
+// userUpdateDetail is the detail of a user.update audit entry: the new
+// role and addresses and what they were.
+func userUpdateDetail(before, after *auth.User) map[string]any {
+	return map[string]any{"name": after.Name, "role": after.Role, "addresses": nonNilStrings(after.Addresses),
+		"before": map[string]any{"role": before.Role, "addresses": nonNilStrings(before.Addresses)}}
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
 func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	u := userFrom(r)

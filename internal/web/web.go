@@ -109,6 +109,7 @@ func (s *Server) routes() {
 	s.api("GET /api/v1/users", s.requireRole(auth.RoleAdmin), s.listUsers)
 	s.api("POST /api/v1/users", s.requireRole(auth.RoleAdmin), s.addUser)
 	s.api("DELETE /api/v1/users/{name}", s.requireRole(auth.RoleAdmin), s.deleteUser)
+	s.api("PATCH /api/v1/users/{name}", s.requireRole(auth.RoleAdmin), s.updateUser)
 	s.api("PUT /api/v1/users/{name}/password", nil, s.setPassword)
 	s.api("GET /api/v1/tokens", nil, s.listTokens)
 	s.api("POST /api/v1/tokens", nil, s.createToken)
@@ -254,6 +255,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, archive.ErrShuttingDown):
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the node is shutting down")
+	case errors.Is(err, archive.ErrLowSpace):
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusServiceUnavailable, "low_space", "disk nearly full: the node refuses new mail until space is freed; retry")
 	case errors.Is(err, archive.ErrUnavailable):
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "5")

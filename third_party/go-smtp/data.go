@@ -69,10 +69,21 @@ func newDataReader(c *Conn) *dataReader {
 	return dr
 }
 
+// States of dataReader's dot-unstuffing state machine (mailarc patch: moved
+// out of Read for atLimit).
+const (
+	stateBeginLine = iota // beginning of line; initial state; must be zero
+	stateDot              // read . at beginning of line
+	stateDotCR            // read .\r at beginning of line
+	stateCR               // read \r (possibly at end of line)
+	stateData             // reading data in middle of line
+	stateEOF              // reached .\r\n end marker line
+)
+
 func (r *dataReader) Read(b []byte) (n int, err error) {
 	if r.limited {
 		if r.n <= 0 {
-			return 0, ErrDataTooLarge
+			return 0, r.atLimit() // mailarc patch: was ErrDataTooLarge
 		}
 		if int64(len(b)) > r.n {
 			b = b[0:r.n]
@@ -84,14 +95,6 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 
 	// Run data through a simple state machine to
 	// elide leading dots and detect End-of-Data (<CR><LF>.<CR><LF>) line.
-	const (
-		stateBeginLine = iota // beginning of line; initial state; must be zero
-		stateDot              // read . at beginning of line
-		stateDotCR            // read .\r at beginning of line
-		stateCR               // read \r (possibly at end of line)
-		stateData             // reading data in middle of line
-		stateEOF              // reached .\r\n end marker line
-	)
 	for n < len(b) && r.state != stateEOF {
 		// mailarc patch: in the middle of a line, copy the run of bytes up
 		// to the next CR straight from the buffer instead of one ReadByte
@@ -176,4 +179,46 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		r.n -= int64(n)
 	}
 	return
+}
+
+// atLimit is Read once MaxMessageBytes bytes of data have been returned.
+//
+// mailarc patch: upstream returns ErrDataTooLarge here at once, so a
+// message of exactly MaxMessageBytes bytes was refused before its
+// end-of-data line was seen. That line adds no data: when it is what
+// follows, the message ends here and fits. Any other byte would be data
+// beyond the limit. The bytes are only peeked, so after ErrDataTooLarge the
+// caller's drain of the rest starts where upstream's would.
+func (r *dataReader) atLimit() error {
+	if r.state == stateEOF {
+		return io.EOF
+	}
+	// What may still follow without adding data: the rest of the
+	// end-of-data line, when one can start or has started here.
+	want := ""
+	switch r.state {
+	case stateBeginLine:
+		want = ".\r\n"
+	case stateDot:
+		want = "\r\n"
+	case stateDotCR:
+		want = "\n"
+	}
+	for i := 1; ; i++ {
+		p, err := r.r.Peek(i)
+		if len(p) < i {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if i > len(want) || p[i-1] != want[i-1] {
+			return ErrDataTooLarge
+		}
+		if i == len(want) {
+			_, _ = r.r.Discard(i)
+			r.state = stateEOF
+			return io.EOF
+		}
+	}
 }

@@ -14,7 +14,10 @@ import (
 )
 
 // refDotUnstuff is upstream v0.25.1's dataReader state machine run over a
-// whole input.
+// whole input, with the one intended change of the size-limit patch:
+// ErrDataTooLarge only when a byte of data beyond the limit would be
+// returned (upstream refused any byte read at the limit, so the end-of-data
+// line after exactly limit bytes of data).
 func refDotUnstuff(in []byte, limit int64) ([]byte, error) {
 	const (
 		stateBeginLine = iota
@@ -27,9 +30,6 @@ func refDotUnstuff(in []byte, limit int64) ([]byte, error) {
 	state := stateBeginLine
 	var out []byte
 	for _, c := range in {
-		if limit > 0 && int64(len(out)) >= limit {
-			return out, ErrDataTooLarge
-		}
 		switch state {
 		case stateBeginLine:
 			if c == '.' {
@@ -63,10 +63,10 @@ func refDotUnstuff(in []byte, limit int64) ([]byte, error) {
 				state = stateCR
 			}
 		}
+		if limit > 0 && int64(len(out)) >= limit {
+			return out, ErrDataTooLarge
+		}
 		out = append(out, c)
-	}
-	if limit > 0 && int64(len(out)) >= limit {
-		return out, ErrDataTooLarge
 	}
 	return out, io.ErrUnexpectedEOF
 }
@@ -112,6 +112,17 @@ func TestDataReaderMatchesUpstream(t *testing.T) {
 		".\r\n",
 		"line\r\n.\rx\r\n.\r\n",
 		string(bytes.Repeat([]byte("X"), 100000)) + "\r\n.\r\n",
+		// Around the limit of 5 bytes used below.
+		"abc\r\n.\r\n",
+		"abcd\r\n.\r\n",
+		"abc\r\n..\r\n.\r\n",
+		"abc\r\n.x\r\n.\r\n",
+		"abc\r\n.\rx\r\n.\r\n",
+		"abc\r\n.",
+		"abc\r\n.\r",
+		"abc\r\n",
+		"abcd\r",
+		"..b\r\n\r\n.\r\n",
 	} {
 		for _, bs := range []int{16, 17, 4096} {
 			for _, chunk := range []int{1, 3, 64, 32 << 10} {
@@ -122,7 +133,23 @@ func TestDataReaderMatchesUpstream(t *testing.T) {
 	}
 }
 
+// TestDataReaderExactLimit: a DATA message of exactly MaxMessageBytes
+// bytes is accepted (upstream refused it), one byte more is refused.
+func TestDataReaderExactLimit(t *testing.T) {
+	const in = "ab\r\n..c\r\n.\r\n" // 8 bytes of data: "ab\r\n.c\r\n"
+	for _, chunk := range []int{1, 2, 7, 64} {
+		got, err := readAllData([]byte(in), 16, chunk, 8)
+		if err != nil || string(got) != "ab\r\n.c\r\n" {
+			t.Fatalf("chunk %d, limit = size: %q, %v; want the message", chunk, got, err)
+		}
+		if _, err := readAllData([]byte(in), 16, chunk, 7); err != ErrDataTooLarge {
+			t.Fatalf("chunk %d, limit = size-1: %v, want ErrDataTooLarge", chunk, err)
+		}
+	}
+}
+
 func FuzzDataReader(f *testing.F) {
+	f.Add([]byte("abc\r\n.\r\n"), uint8(0), uint8(2), uint8(5))
 	f.Add([]byte("a\r\n..b\r\n.\r\n"), uint8(16), uint8(7), uint8(0))
 	f.Add([]byte("x\r\r\n.\r\r\n.\r\n"), uint8(1), uint8(1), uint8(3))
 	f.Fuzz(func(t *testing.T, in []byte, bs, chunk, limit uint8) {

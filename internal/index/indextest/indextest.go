@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) index.Index) {
 	t.Run("Sorting", func(t *testing.T) { t.Parallel(); testSorting(t, open) })
 	t.Run("Relevance", func(t *testing.T) { t.Parallel(); testRelevance(t, open) })
 	t.Run("Paging", func(t *testing.T) { t.Parallel(); testPaging(t, open) })
+	t.Run("KeysetPaging", func(t *testing.T) { t.Parallel(); testKeysetPaging(t, open) })
 	t.Run("Visibility", func(t *testing.T) { t.Parallel(); testVisibility(t, open) })
 	t.Run("Folding", func(t *testing.T) { t.Parallel(); testFolding(t, open) })
 	t.Run("CJK", func(t *testing.T) { t.Parallel(); testCJK(t, open) })
@@ -277,6 +278,11 @@ func testVisibility(t *testing.T, open func(t *testing.T) index.Index) {
 		r := search(t, ix, q, index.Options{Addresses: []string{}, CountTotal: true})
 		if len(r.Hits) != 0 || r.Total != 0 {
 			t.Errorf("%q with empty address list = %v (total %d), want nothing", q, ids(r), r.Total)
+		}
+		// Only whole addresses count: a domain or local part sees nothing.
+		r = search(t, ix, q, index.Options{Addresses: []string{"@corp.example", "user@", "@example"}, CountTotal: true})
+		if len(r.Hits) != 0 || r.Total != 0 {
+			t.Errorf("%q visible to a domain = %v (total %d), want nothing", q, ids(r), r.Total)
 		}
 	}
 }
@@ -541,3 +547,69 @@ func testSyntaxError(t *testing.T) {
 
 // newRand returns a deterministic source for the generated tests.
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+
+// testKeysetPaging pages with Options.After through documents that mostly
+// share one second (and seqs beyond the SQLite rowid's low bits): the pages
+// equal the full listing in both date orders, with a query, a date range
+// and a visibility restriction; documents added behind the cursor do not
+// shift later pages.
+func testKeysetPaging(t *testing.T, open func(t *testing.T) index.Index) {
+	ix := openIdx(t, open)
+	same := day0.Add(30 * 24 * time.Hour)
+	var docs []index.Document
+	for i := 1; i <= 40; i++ {
+		// Seqs around 2^20, so a rowid built from low seq bits wraps.
+		d := doc(int64(1<<20-20+i), fmt.Sprintf("k%02d", i), "keyset")
+		d.Date = same
+		if i%7 == 0 {
+			d.Date = same.Add(time.Duration(i) * time.Second)
+		}
+		if i%3 == 0 {
+			d.Body += " third"
+			d.To = []string{"mine@corp.example"}
+		}
+		docs = append(docs, d)
+	}
+	add(t, ix, docs, 1<<20+20)
+	for _, c := range []struct {
+		q     string
+		addrs []string
+	}{{"keyset", nil}, {"", nil}, {"-third", nil}, {"keyset after:2022-01-31", nil}, {"keyset", []string{"mine@corp.example"}}} {
+		for _, order := range []index.Sort{index.SortDateAsc, index.SortDateDesc} {
+			all := search(t, ix, c.q, index.Options{Limit: 1000, Sort: order, Addresses: c.addrs})
+			if len(all.Hits) == 0 {
+				t.Fatalf("%q: no hits", c.q)
+			}
+			var paged []string
+			var after *index.Hit
+			for range 100 {
+				r := search(t, ix, c.q, index.Options{Limit: 3, Sort: order, Addresses: c.addrs, After: after})
+				if len(r.Hits) == 0 {
+					break
+				}
+				if len(r.Hits) > 3 {
+					t.Fatalf("%q: page of %d > limit 3", c.q, len(r.Hits))
+				}
+				paged = append(paged, ids(r)...)
+				last := r.Hits[len(r.Hits)-1]
+				after = &last
+			}
+			if !slices.Equal(paged, ids(all)) {
+				t.Errorf("%q sort %d: keyset pages %v != all %v", c.q, order, paged, ids(all))
+			}
+		}
+	}
+	// A document added before the cursor does not shift the next page.
+	first := search(t, ix, "keyset", index.Options{Limit: 10, Sort: index.SortDateAsc})
+	last := first.Hits[len(first.Hits)-1]
+	want := ids(search(t, ix, "keyset", index.Options{Limit: 5, Sort: index.SortDateAsc, After: &last}))
+	early := doc(1<<20+30, "early", "keyset")
+	early.Date = day0
+	add(t, ix, []index.Document{early}, 1<<20+30)
+	if got := ids(search(t, ix, "keyset", index.Options{Limit: 5, Sort: index.SortDateAsc, After: &last})); !slices.Equal(got, want) {
+		t.Errorf("after adding an earlier document: next page %v, want %v", got, want)
+	}
+	if _, err := ix.Search(context.Background(), parse(t, "keyset"), index.Options{Sort: index.SortRelevance, After: &last}); err == nil {
+		t.Error("After with SortRelevance: no error")
+	}
+}

@@ -249,8 +249,22 @@ func (x *Index) Search(ctx context.Context, q *query.Query, opt index.Options) (
 	offset := max(opt.Offset, 0)
 
 	var b sqlBuilder
-	b.sb.WriteString(" FROM idx_docs d WHERE ")
+	b.sb.WriteString(" FROM idx_docs d WHERE (")
 	b.cond(e)
+	b.sb.WriteString(")")
+	if opt.After != nil {
+		// Keyset paging in the (date, seq) order of idx_docs_date; Key is
+		// the seq.
+		op := " > "
+		switch opt.Sort {
+		case index.SortDateAsc:
+		case index.SortDateDesc:
+			op = " < "
+		default:
+			return index.Result{}, errors.New("pgindex search: Options.After needs a date sort")
+		}
+		b.sb.WriteString(" AND (d.date, d.seq)" + op + "(" + b.param(index.ClampUnix(opt.After.Date)) + "::bigint, " + b.param(opt.After.Key) + "::bigint)")
+	}
 	where := b.sb.String()
 	whereArgs := len(b.args)
 
@@ -282,6 +296,7 @@ func (x *Index) Search(ctx context.Context, q *query.Query, opt index.Options) (
 				return fmt.Errorf("scan: %w", err)
 			}
 			h.Date = time.Unix(date, 0).UTC()
+			h.Key = h.Seq
 			res.Hits = append(res.Hits, h)
 		}
 		return rows.Err()

@@ -168,12 +168,15 @@ func AddrForms(addr string) []string {
 
 // VisibleAddrs returns the addresses of a per-user visibility restriction
 // (index.Options.Addresses) as they are matched against KindAddr tokens:
-// trimmed, lowercased, empty ones dropped.
+// trimmed, lowercased, and only whole addresses (local@domain). A domain
+// ("@corp.example") or local part ("user@") is dropped: the address tokens
+// include those forms for from:@domain searches, but visibility, like the
+// API's check of single messages, matches whole addresses only.
 func VisibleAddrs(addrs []string) []string {
 	var out []string
 	for _, a := range addrs {
 		a = strings.ToLower(strings.TrimSpace(a))
-		if a != "" {
+		if at := strings.LastIndexByte(a, '@'); at > 0 && at < len(a)-1 {
 			out = append(out, a)
 		}
 	}

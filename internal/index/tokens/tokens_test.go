@@ -125,3 +125,12 @@ func FuzzCJKPrep(f *testing.F) {
 		}
 	})
 }
+
+// TestVisibleAddrsWholeOnly: a domain or a bare local part never becomes a
+// visibility address (it would match every address of that form).
+func TestVisibleAddrsWholeOnly(t *testing.T) {
+	got := VisibleAddrs([]string{"@corp.example", "user@", "@", "nobody", " Boss@Corp.Example ", "a@b@c.example"})
+	if want := []string{"boss@corp.example", "a@b@c.example"}; !slices.Equal(got, want) {
+		t.Errorf("VisibleAddrs = %q, want %q", got, want)
+	}
+}

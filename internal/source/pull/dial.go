@@ -3,6 +3,7 @@ package pull
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -82,6 +83,9 @@ func validate(src config.Source) error {
 	}
 	if src.User == "" {
 		return fmt.Errorf("source %s: user must not be empty", src.Name)
+	}
+	if src.CAFile != "" && src.TLS == "none" {
+		return fmt.Errorf("source %s: ca_file is set but tls = \"none\"", src.Name)
 	}
 	if len(src.Standby) > 0 && src.Owner == "" {
 		return fmt.Errorf("source %s: standby needs owner (the node that polls while it is up)", src.Name)
@@ -177,8 +181,11 @@ func (a *xoauth2Client) Next(challenge []byte) ([]byte, error) {
 	return []byte{}, nil
 }
 
-// tlsConfig returns the TLS client configuration for host.
-func (m *Manager) tlsConfig(host string) *tls.Config {
+// tlsConfig returns the TLS client configuration for src: Options.TLSConfig
+// (default: system roots, TLS 1.2+), trusting only the certificates of
+// src.CAFile when set (re-read at every connect), with ServerName the
+// source host unless set.
+func (m *Manager) tlsConfig(src config.Source) (*tls.Config, error) {
 	var c *tls.Config
 	if m.opt.TLSConfig != nil {
 		c = m.opt.TLSConfig.Clone()
@@ -186,9 +193,20 @@ func (m *Manager) tlsConfig(host string) *tls.Config {
 		c = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	if c.ServerName == "" {
-		c.ServerName = strings.Trim(host, "[]")
+		c.ServerName = strings.Trim(src.Host, "[]")
 	}
-	return c
+	if src.CAFile != "" && src.TLS != "none" {
+		pem, err := os.ReadFile(src.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s holds no PEM certificate", src.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
 }
 
 // dial opens a TCP (or implicit TLS) connection honouring ctx.
@@ -199,7 +217,7 @@ func dialConn(ctx context.Context, src config.Source, tc *tls.Config, o Options)
 		td := &tls.Dialer{NetDialer: d, Config: tc}
 		c, err := td.DialContext(ctx, "tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("connect %s (implicit TLS): %w", addr, err)
+			return nil, fmt.Errorf("connect %s (implicit TLS, server name %q): %w", addr, tc.ServerName, err)
 		}
 		return c, nil
 	}

@@ -11,7 +11,14 @@
 // IDLE; renewed every 25 minutes with a poll) or disconnects and sleeps for
 // `poll`. Failures back off exponentially (1s doubling to 5m, equal jitter)
 // and never affect other sources. Plaintext (tls = "none") is refused unless
-// the host is a loopback address or allow_insecure is set.
+// the host is a loopback address or allow_insecure is set; TLS verifies the
+// host name against the system roots or the source's ca_file.
+//
+// Connecting, the greeting, STARTTLS and login are bounded by
+// Options.DialTimeout; after that every command must be answered within
+// Options.CommandTimeout (POP3: a deadline per command; IMAP: watchdogConn,
+// which re-arms a read deadline at every command and every byte read and
+// is held off during IDLE and local work such as archiving).
 //
 // # Persisted state
 //
@@ -40,8 +47,9 @@
 // IMAP fetches UIDs above the cursor in batches with BODY.PEEK[] (no \Seen
 // change), streaming one message at a time into a buffer capped at the
 // maximum message size; the cursor advances over the contiguous handled
-// prefix of the UIDs present (UIDs only grow, so nothing can appear below
-// it). A UIDVALIDITY change resets the folder's state and rescans it from 1;
+// prefix of the UIDs present or archived (UIDs only grow, so nothing can
+// appear below it; archived UIDs that delete mode removed do not hold it
+// back). A UIDVALIDITY change resets the folder's state and rescans it from 1;
 // rescanned messages come back as duplicates. "*" as a folder means every
 // selectable folder except move_to. POP3 compares the server's UIDL list
 // with the archived set and RETRs the rest (dot-unstuffed, size-capped).

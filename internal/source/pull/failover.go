@@ -338,7 +338,7 @@ func (r *runner) mayDestroy() bool {
 func (r *runner) setStandby() {
 	r.mu.Lock()
 	if r.status.State != "disabled" {
-		r.status.State = "standby"
+		r.setStateLocked("standby")
 		r.status.NextPoll = time.Time{}
 	}
 	r.mu.Unlock()

@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/config"
@@ -248,6 +249,21 @@ func startManager(t *testing.T, srcs []config.Source, ing Ingester, st StateStor
 	}
 	t.Cleanup(stop)
 	return m, reg, stop
+}
+
+// pollOnce waits for the current poll of name to end, triggers one more
+// and waits until it has ended too.
+func pollOnce(t *testing.T, m *Manager, name string) {
+	t.Helper()
+	total := func() float64 {
+		return testutil.ToFloat64(m.met.polls.WithLabelValues(name, "ok")) + testutil.ToFloat64(m.met.polls.WithLabelValues(name, "error"))
+	}
+	waitFor(t, "the poll of "+name+" in progress to end", 10*time.Second, func() bool { return statusOf(m, name).State != "polling" })
+	before := total()
+	if err := m.PollNow(name); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a poll of "+name, 10*time.Second, func() bool { return total() > before })
 }
 
 func statusOf(m *Manager, name string) SourceStatus {

@@ -26,6 +26,7 @@ const (
 type imapSession struct {
 	r      *runner
 	c      *imapclient.Client
+	wd     *watchdogConn
 	stop   func() bool
 	exists chan struct{}
 	idle   bool
@@ -33,20 +34,25 @@ type imapSession struct {
 }
 
 // dialIMAP connects and authenticates; notify, when non-nil, is signalled
-// on every unilateral EXISTS.
-func dialIMAP(ctx context.Context, m *Manager, src config.Source, notify chan struct{}) (*imapclient.Client, func() bool, error) {
+// on every unilateral EXISTS. The returned watchdog bounds every wait for
+// the server by Options.CommandTimeout.
+func dialIMAP(ctx context.Context, m *Manager, src config.Source, notify chan struct{}) (*imapclient.Client, *watchdogConn, func() bool, error) {
 	if err := checkTransport(src); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	pw, err := secret(src)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	tc := m.tlsConfig(src.Host)
-	conn, err := dialConn(ctx, src, tc, m.opt)
+	tc, err := m.tlsConfig(src)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	raw, err := dialConn(ctx, src, tc, m.opt)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	conn := newWatchdogConn(raw, m.opt.CommandTimeout)
 	opts := &imapclient.Options{TLSConfig: tc}
 	if notify != nil {
 		opts.UnilateralDataHandler = &imapclient.UnilateralDataHandler{
@@ -70,27 +76,27 @@ func dialIMAP(ctx context.Context, m *Manager, src config.Source, notify chan st
 		if err != nil {
 			stopCtx()
 			conn.Close()
-			return nil, nil, fmt.Errorf("imap starttls %s: %w", src.Host, err)
+			return nil, nil, nil, fmt.Errorf("imap starttls %s (server name %q): %w", src.Host, tc.ServerName, err)
 		}
 	} else {
 		c = imapclient.New(conn, opts)
 		if err := c.WaitGreeting(); err != nil {
 			stopCtx()
 			c.Close()
-			return nil, nil, fmt.Errorf("imap greeting from %s: %w", src.Host, err)
+			return nil, nil, nil, fmt.Errorf("imap greeting from %s: %w", src.Host, err)
 		}
 	}
 	if err := imapAuth(c, src, pw); err != nil {
 		stopCtx()
 		c.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if !deadline.Stop() {
 		stopCtx()
 		c.Close()
-		return nil, nil, fmt.Errorf("imap %s: timed out during login", src.Host)
+		return nil, nil, nil, fmt.Errorf("imap %s: timed out during login", src.Host)
 	}
-	return c, stopCtx, nil
+	return c, conn, stopCtx, nil
 }
 
 func imapAuth(c *imapclient.Client, src config.Source, pw string) error {
@@ -115,11 +121,11 @@ func imapAuth(c *imapclient.Client, src config.Source, pw string) error {
 
 func (r *runner) connectIMAP(ctx context.Context) (session, error) {
 	s := &imapSession{r: r, exists: make(chan struct{}, 1)}
-	c, stop, err := dialIMAP(ctx, r.m, r.src, s.exists)
+	c, wd, stop, err := dialIMAP(ctx, r.m, r.src, s.exists)
 	if err != nil {
 		return nil, err
 	}
-	s.c, s.stop = c, stop
+	s.c, s.wd, s.stop = c, wd, stop
 	if r.src.Mode == "delete" && !c.Caps().Has(imap.CapUIDPlus) {
 		s.close()
 		return nil, fmt.Errorf("imap server %s lacks UIDPLUS: delete mode needs UID EXPUNGE to remove only archived messages", r.src.Host)
@@ -157,8 +163,12 @@ func (s *imapSession) wait(ctx context.Context) error {
 		return nil
 	default:
 	}
+	// The server may stay silent during IDLE; the watchdog resumes with
+	// DONE, which must be answered in time.
+	s.wd.hold()
 	idle, err := s.c.Idle()
 	if err != nil {
+		s.wd.release()
 		return fmt.Errorf("start IDLE: %w", err)
 	}
 	t := time.NewTimer(s.r.m.opt.IdleRestart)
@@ -167,8 +177,14 @@ func (s *imapSession) wait(ctx context.Context) error {
 	case <-s.r.trigger:
 	case <-s.exists:
 	case <-t.C:
+	case <-s.c.Closed():
+		// The server or the network dropped the connection.
+		t.Stop()
+		s.wd.release()
+		return errors.New("connection closed during IDLE")
 	}
 	t.Stop()
+	s.wd.release()
 	if err := idle.Close(); err != nil {
 		return fmt.Errorf("stop IDLE: %w", err)
 	}
@@ -240,7 +256,9 @@ func (fs *folderState) encode() map[string]string {
 }
 
 func (s *imapSession) loadFolder(ctx context.Context, name string) (*folderState, error) {
+	s.wd.hold()
 	st, err := s.r.m.st.SourceState(ctx, s.r.src.Name)
+	s.wd.release()
 	if err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
 	}
@@ -258,9 +276,12 @@ func (s *imapSession) loadFolder(ctx context.Context, name string) (*folderState
 }
 
 func (s *imapSession) save(ctx context.Context, fs *folderState) error {
+	s.wd.hold() // local work: no command in flight
+	defer s.wd.release()
 	if err := s.r.m.st.SetSourceState(ctx, s.r.src.Name, fs.encode()); err != nil {
 		return fmt.Errorf("save cursor: %w", err)
 	}
+	s.r.m.met.cursorUID.WithLabelValues(s.r.src.Name, fs.name).Set(float64(fs.cursor))
 	return nil
 }
 
@@ -285,8 +306,17 @@ func (s *imapSession) pollFolder(ctx context.Context, name string) (string, erro
 			return "", err
 		}
 	}
-	summary := func() string { return fmt.Sprintf("%d:%d", fs.validity, fs.cursor) }
+	summary := func() string {
+		s.r.m.met.cursorUID.WithLabelValues(s.r.src.Name, name).Set(float64(fs.cursor))
+		return fmt.Sprintf("%d:%d", fs.validity, fs.cursor)
+	}
 	if sel.NumMessages == 0 {
+		if len(fs.done) > 0 { // archived, then removed
+			advance(fs, nil, del)
+			if err := s.save(ctx, fs); err != nil {
+				return summary(), err
+			}
+		}
 		return summary(), nil
 	}
 	if del {
@@ -329,7 +359,7 @@ func (s *imapSession) pollFolder(ctx context.Context, name string) (string, erro
 			return summary(), ferr
 		}
 	}
-	if len(present) > 0 && len(fs.done) > 0 {
+	if len(fs.done) > 0 {
 		advance(fs, present, del)
 		if err := s.save(ctx, fs); err != nil {
 			return summary(), err
@@ -338,10 +368,22 @@ func (s *imapSession) pollFolder(ctx context.Context, name string) (string, erro
 	return summary(), nil
 }
 
-// advance moves the cursor over the handled prefix of the present UIDs.
-// UIDs only grow, so no message can later appear below the cursor.
+// advance moves the cursor over the handled prefix of the UIDs above it:
+// those present on the server, and those archived (done) whether still
+// present or not (delete mode removes them). UIDs only grow, so no message
+// can later appear below the cursor. Done UIDs it passes are forgotten.
 func advance(fs *folderState, present []imap.UID, del bool) {
-	for _, u := range present {
+	uids := slices.Clone(present)
+	for u := range fs.done {
+		if u > fs.cursor {
+			uids = append(uids, u)
+		} else {
+			delete(fs.done, u)
+		}
+	}
+	slices.Sort(uids)
+	uids = slices.Compact(uids)
+	for _, u := range uids {
 		if u <= fs.cursor {
 			continue
 		}
@@ -494,7 +536,10 @@ func (s *imapSession) fetchBatch(ctx context.Context, fs *folderState, batch []i
 			seen[uid] = false
 			continue
 		}
+		// Archiving is local work: the server may rightly be silent.
+		s.wd.hold()
 		out, err := s.r.ingest(ctx, body, what)
+		s.wd.release()
 		body = nil
 		if err != nil {
 			stopErr = err

@@ -65,6 +65,27 @@ func TestIMAPKeepMode(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg, "mailarc_pull_last_success_timestamp_seconds"); err != nil || n != 1 {
 		t.Errorf("last success metric: %d, %v", n, err)
 	}
+	// State (one-hot), last poll and cursor gauges.
+	waitFor(t, "idle again", 5*time.Second, func() bool { return statusOf(m, "j").State == "idle" })
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP mailarc_pull_source_state 1 for the state a source is in, 0 for the others (state: idle, polling, error, disabled, not_owner, standby).
+# TYPE mailarc_pull_source_state gauge
+mailarc_pull_source_state{source="j",state="disabled"} 0
+mailarc_pull_source_state{source="j",state="error"} 0
+mailarc_pull_source_state{source="j",state="idle"} 1
+mailarc_pull_source_state{source="j",state="not_owner"} 0
+mailarc_pull_source_state{source="j",state="polling"} 0
+mailarc_pull_source_state{source="j",state="standby"} 0
+# HELP mailarc_pull_cursor_uid IMAP: highest UID of a folder up to which every message is archived or skipped (the cursor), set at every poll.
+# TYPE mailarc_pull_cursor_uid gauge
+mailarc_pull_cursor_uid{folder="INBOX",source="j"} 26
+`), "mailarc_pull_source_state", "mailarc_pull_cursor_uid"); err != nil {
+		t.Error(err)
+	}
+	lastPoll := testutil.ToFloat64(m.met.lastPoll.WithLabelValues("j"))
+	if want := float64(statusOf(m, "j").LastPoll.UnixNano()) / 1e9; lastPoll < want-1 || lastPoll > want+1 {
+		t.Errorf("last poll metric %v, status %v", lastPoll, want)
+	}
 }
 
 func TestIMAPIdlePickup(t *testing.T) {
@@ -113,6 +134,10 @@ func TestIMAPDeleteModeKeepsFailed(t *testing.T) {
 		return arc.count() == 10 && srv.count(t, "INBOX") == 0
 	})
 	waitFor(t, "recovered", 5*time.Second, func() bool { return statusOf(m, "j").LastError == "" })
+	// A temporary archive error is retried, not a failed message.
+	if s := statusOf(m, "j"); s.Failed != 0 || s.Imported != 10 {
+		t.Errorf("status = %+v, want 10 imported and none failed", s)
+	}
 }
 
 func TestIMAPMoveTo(t *testing.T) {
@@ -292,6 +317,17 @@ func TestManagerOwnershipAndValidation(t *testing.T) {
 	st := m.Status()
 	if len(st) != 3 || st[1].State != "not_owner" || st[1].Owner != "node-b" || st[2].State != "disabled" {
 		t.Fatalf("status = %+v", st)
+	}
+	for name, state := range map[string]string{"a": "idle", "b": "not_owner", "c": "disabled"} {
+		for _, s := range sourceStates {
+			want := 0.0
+			if s == state {
+				want = 1
+			}
+			if got := testutil.ToFloat64(m.met.state.WithLabelValues(name, s)); got != want {
+				t.Errorf("state gauge %s/%s = %v, want %v", name, s, got, want)
+			}
+		}
 	}
 	if err := m.PollNow("b"); err == nil {
 		t.Error("PollNow on a source owned elsewhere succeeded")

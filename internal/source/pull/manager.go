@@ -25,6 +25,7 @@ const (
 	defaultBackoffMax = 5 * time.Minute
 	defaultIdle       = 25 * time.Minute
 	defaultTimeout    = 30 * time.Second
+	defaultCmdTimeout = 2 * time.Minute
 	// maxServerFailures is how many polls in a row the server may fail to
 	// deliver one message before it is skipped (recorded, never deleted).
 	maxServerFailures = 5
@@ -56,8 +57,14 @@ type Options struct {
 	// IdleRestart is how often an IMAP IDLE is renewed, with a poll
 	// (default 25m).
 	IdleRestart time.Duration
-	// DialTimeout bounds connecting and the greeting (default 30s).
+	// DialTimeout bounds connecting, the greeting, STARTTLS and
+	// authentication (default 30s).
 	DialTimeout time.Duration
+	// CommandTimeout bounds how long a session waits for the server once
+	// logged in: a command must be answered, and a response keep flowing,
+	// within it (default 2m). IMAP IDLE is exempt (it is renewed every
+	// IdleRestart), and so is local work between commands.
+	CommandTimeout time.Duration
 	// TLSConfig is the base client TLS configuration (default: system roots,
 	// TLS 1.2+); ServerName is set to the source host when empty.
 	TLSConfig *tls.Config
@@ -87,6 +94,9 @@ func (o *Options) defaults() {
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = defaultTimeout
+	}
+	if o.CommandTimeout <= 0 {
+		o.CommandTimeout = defaultCmdTimeout
 	}
 }
 
@@ -174,7 +184,8 @@ func NewManagerOptions(node string, sources []config.Source, ing Ingester, st St
 			continue
 		}
 		r := &runner{m: m, src: s, trigger: make(chan struct{}, 1), failures: map[string]int{}}
-		r.status = SourceStatus{Name: s.Name, Type: s.Type, Owner: s.Owner, State: "idle", Standby: s.Standby}
+		r.status = SourceStatus{Name: s.Name, Type: s.Type, Owner: s.Owner, Standby: s.Standby}
+		state := "idle"
 		if len(s.Standby) > 0 {
 			order := append([]string{s.Owner}, s.Standby...)
 			takeover := time.Duration(s.TakeoverAfter)
@@ -190,12 +201,13 @@ func NewManagerOptions(node string, sources []config.Source, ing Ingester, st St
 		}
 		switch {
 		case s.Enabled != nil && !*s.Enabled:
-			r.status.State = "disabled"
+			state = "disabled"
 		case r.lease != nil && r.lease.mach.rank(node) < len(r.lease.mach.order):
-			r.status.State = "standby"
+			state = "standby"
 		case s.Owner != "" && s.Owner != node:
-			r.status.State = "not_owner"
+			state = "not_owner"
 		}
+		r.setStateLocked(state)
 		m.runners = append(m.runners, r)
 		m.byName[s.Name] = r
 	}
@@ -441,9 +453,11 @@ func backoff(n int, min, max time.Duration) time.Duration {
 }
 
 func (r *runner) begin() {
+	now := time.Now().UTC()
+	r.m.met.lastPoll.WithLabelValues(r.src.Name).Set(float64(now.UnixNano()) / 1e9)
 	r.mu.Lock()
-	r.status.State = "polling"
-	r.status.LastPoll = time.Now().UTC()
+	r.setStateLocked("polling")
+	r.status.LastPoll = now
 	r.status.NextPoll = time.Time{}
 	r.msgErr = false
 	r.mu.Unlock()
@@ -452,7 +466,7 @@ func (r *runner) begin() {
 func (r *runner) fail(err error) {
 	r.m.met.polls.WithLabelValues(r.src.Name, "error").Inc()
 	r.mu.Lock()
-	r.status.State = "error"
+	r.setStateLocked("error")
 	r.status.LastError = err.Error()
 	r.mu.Unlock()
 }
@@ -462,12 +476,29 @@ func (r *runner) succeed() {
 	r.m.met.polls.WithLabelValues(r.src.Name, "ok").Inc()
 	r.m.met.lastSuccess.WithLabelValues(r.src.Name).Set(float64(now.UnixNano()) / 1e9)
 	r.mu.Lock()
-	r.status.State = "idle"
+	r.setStateLocked("idle")
 	r.status.LastSuccess = now
 	if !r.msgErr {
 		r.status.LastError = ""
 	}
 	r.mu.Unlock()
+}
+
+// sourceStates are the values of SourceStatus.State, each a series of
+// mailarc_pull_source_state.
+var sourceStates = [...]string{"idle", "polling", "error", "disabled", "not_owner", "standby"}
+
+// setStateLocked sets the status state and its one-hot gauge; r.mu is
+// held (or r not yet shared).
+func (r *runner) setStateLocked(state string) {
+	r.status.State = state
+	for _, s := range sourceStates {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		r.m.met.state.WithLabelValues(r.src.Name, s).Set(v)
+	}
 }
 
 // noteError records a per-message problem without failing the poll.
@@ -500,7 +531,8 @@ const (
 )
 
 // ingest archives raw. A temporary error is returned as is (the caller
-// stops and retries later); a permanent refusal is outSkipped.
+// stops and retries later; the message is not counted, it is fetched
+// again); a permanent refusal is outSkipped.
 func (r *runner) ingest(ctx context.Context, raw []byte, what string) (outcome, error) {
 	res, err := r.m.ing.Ingest(ctx, raw, r.origin())
 	switch {
@@ -510,7 +542,6 @@ func (r *runner) ingest(ctx context.Context, raw []byte, what string) (outcome, 
 		r.m.log.Warn("pull message refused by archive; skipped and left on the server", "source", r.src.Name, "message", what, "err", err)
 		return outSkipped, nil
 	case err != nil:
-		r.count(outSkipped)
 		return 0, fmt.Errorf("archive %s: %w", what, err)
 	case res.Duplicate:
 		r.count(outDuplicate)
@@ -563,6 +594,10 @@ type metrics struct {
 	polls       *prometheus.CounterVec
 	messages    *prometheus.CounterVec
 	lastSuccess *prometheus.GaugeVec
+	lastPoll    *prometheus.GaugeVec
+	state       *prometheus.GaugeVec
+	cursorUID   *prometheus.GaugeVec
+	uidls       *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -579,22 +614,37 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mailarc_pull_last_success_timestamp_seconds",
 			Help: "Unix time of the last successful poll by source.",
 		}, []string{"source"}),
+		lastPoll: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailarc_pull_last_poll_timestamp_seconds",
+			Help: "Unix time the last poll of a source started, successful or not.",
+		}, []string{"source"}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailarc_pull_source_state",
+			Help: "1 for the state a source is in, 0 for the others (state: idle, polling, error, disabled, not_owner, standby).",
+		}, []string{"source", "state"}),
+		cursorUID: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailarc_pull_cursor_uid",
+			Help: "IMAP: highest UID of a folder up to which every message is archived or skipped (the cursor), set at every poll.",
+		}, []string{"source", "folder"}),
+		uidls: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailarc_pull_archived_uidls",
+			Help: "POP3: archived messages still on the server (the persisted UIDL set), set at every poll.",
+		}, []string{"source"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	var err error
-	m.polls, err = register(reg, m.polls)
-	if err != nil {
+	if m.polls, err = register(reg, m.polls); err != nil {
 		return nil, err
 	}
-	m.messages, err = register(reg, m.messages)
-	if err != nil {
+	if m.messages, err = register(reg, m.messages); err != nil {
 		return nil, err
 	}
-	m.lastSuccess, err = register(reg, m.lastSuccess)
-	if err != nil {
-		return nil, err
+	for _, g := range []**prometheus.GaugeVec{&m.lastSuccess, &m.lastPoll, &m.state, &m.cursorUID, &m.uidls} {
+		if *g, err = register(reg, *g); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }

@@ -78,13 +78,17 @@ func dialPOP3(ctx context.Context, m *Manager, src config.Source) (*pop3Client, 
 	if err != nil {
 		return nil, nil, err
 	}
-	tc := m.tlsConfig(src.Host)
+	tc, err := m.tlsConfig(src)
+	if err != nil {
+		return nil, nil, err
+	}
 	conn, err := dialConn(ctx, src, tc, m.opt)
 	if err != nil {
 		return nil, nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	c := newPOP3Client(conn)
+	c.timeout = m.opt.DialTimeout // each step up to the login
 	fail := func(err error) (*pop3Client, func() bool, error) {
 		stop()
 		c.close()
@@ -101,7 +105,7 @@ func dialPOP3(ctx context.Context, m *Manager, src config.Source) (*pop3Client, 
 			return fail(fmt.Errorf("pop3 %s does not offer STLS (tls = \"starttls\")", src.Host))
 		}
 		if err := c.stls(tc); err != nil {
-			return fail(fmt.Errorf("pop3 %s: %w", src.Host, err))
+			return fail(fmt.Errorf("pop3 %s (server name %q): %w", src.Host, tc.ServerName, err))
 		}
 	}
 	switch {
@@ -115,6 +119,7 @@ func dialPOP3(ctx context.Context, m *Manager, src config.Source) (*pop3Client, 
 	if err != nil {
 		return fail(fmt.Errorf("pop3 authentication as %s (%s) failed: %w", src.User, src.Auth, err))
 	}
+	c.timeout = m.opt.CommandTimeout
 	return c, stop, nil
 }
 
@@ -154,6 +159,7 @@ func (s *pop3Session) save(ctx context.Context, have, skip map[string]struct{}) 
 		return fmt.Errorf("save UIDL set: %w", err)
 	}
 	s.r.setCursor(fmt.Sprintf("uidls=%d skipped=%d", len(have), len(skip)))
+	s.r.m.met.uidls.WithLabelValues(s.r.src.Name).Set(float64(len(have)))
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/config"
@@ -28,6 +31,10 @@ type fakePOP3 struct {
 	pass  string
 	token string
 	addr  *net.TCPAddr
+	// refuse lists UIDLs whose RETR fails with -ERR; retrs counts RETRs
+	// per UIDL.
+	refuse map[string]bool
+	retrs  map[string]int
 }
 
 type fakePOP3Msg struct {
@@ -37,7 +44,7 @@ type fakePOP3Msg struct {
 
 func startFakePOP3(t *testing.T) *fakePOP3 {
 	t.Helper()
-	s := &fakePOP3{user: "journal", pass: "secret", token: "tok-123"}
+	s := &fakePOP3{user: "journal", pass: "secret", token: "tok-123", refuse: map[string]bool{}, retrs: map[string]int{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +68,23 @@ func (s *fakePOP3) add(body []byte) {
 	s.next++
 	s.msgs = append(s.msgs, fakePOP3Msg{uidl: fmt.Sprintf("uid-%06d", s.next), body: body})
 	s.mu.Unlock()
+}
+
+func (s *fakePOP3) has(uidl string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.msgs {
+		if m.uidl == uidl {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *fakePOP3) retrCount(uidl string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.retrs[uidl]
 }
 
 func (s *fakePOP3) count() int {
@@ -158,6 +182,14 @@ func (s *fakePOP3) serve(c net.Conn) {
 					say("-ERR no such message")
 					continue
 				}
+				s.mu.Lock()
+				s.retrs[snap[n-1].uidl]++
+				refused := s.refuse[snap[n-1].uidl]
+				s.mu.Unlock()
+				if refused {
+					say("-ERR [SYS/TEMP] cannot read the message file")
+					continue
+				}
 				var b bytes.Buffer
 				for _, l := range strings.SplitAfter(string(snap[n-1].body), "\n") {
 					if strings.HasPrefix(l, ".") {
@@ -235,6 +267,143 @@ func TestPOP3KeepMode(t *testing.T) {
 		set, err := decodeUIDLs(st.get("p", keyPOP3UIDLs))
 		return err == nil && len(set) == 17
 	})
+	if v := testutil.ToFloat64(m.met.uidls.WithLabelValues("p")); v != 17 {
+		t.Errorf("mailarc_pull_archived_uidls = %v, want 17", v)
+	}
+}
+
+// A message whose RETR the server refuses is retried at the next polls,
+// skipped after maxServerFailures and never DELE'd; the others are
+// archived and deleted meanwhile.
+func TestPOP3RetrRefused(t *testing.T) {
+	t.Parallel()
+	srv := startFakePOP3(t)
+	for i := range 6 {
+		srv.add(testMsg(i))
+	}
+	const bad = "uid-000003"
+	srv.mu.Lock()
+	srv.refuse[bad] = true
+	srv.mu.Unlock()
+	arc, st := newFakeArchive(), newMemState()
+	src := pop3Source(t, srv, "secret")
+	src.Mode = "delete"
+	m, _, _ := startManager(t, []config.Source{src}, arc, st, testOptions())
+	waitFor(t, "the others archived and deleted", 10*time.Second, func() bool {
+		return arc.count() == 5 && srv.count() == 1 && srv.has(bad)
+	})
+	if s := statusOf(m, "p"); !strings.Contains(s.LastError, "server replied -ERR [SYS/TEMP] cannot read the message file") || s.Failed != 0 {
+		t.Errorf("after the first poll: %+v", s)
+	}
+	// The first poll was attempt 1; four more reach maxServerFailures.
+	for i := 2; i <= maxServerFailures; i++ {
+		pollOnce(t, m, "p")
+		set, _ := decodeUIDLs(st.get("p", keyPOP3Skip))
+		if _, ok := set[bad]; ok != (i == maxServerFailures) {
+			t.Fatalf("after attempt %d: skipped = %v", i, ok)
+		}
+	}
+	if n := srv.retrCount(bad); n != maxServerFailures {
+		t.Errorf("RETR of the refused message %d times, want %d", n, maxServerFailures)
+	}
+	s := statusOf(m, "p")
+	if s.Failed != 1 || !strings.Contains(s.LastError, "(UIDL "+bad+") skipped: the server did not deliver it (5 attempts): pop3 RETR: server replied -ERR") {
+		t.Errorf("status = %+v", s)
+	}
+	// Later polls neither fetch nor delete it.
+	pollOnce(t, m, "p")
+	if n := srv.retrCount(bad); n != maxServerFailures {
+		t.Errorf("a skipped message was fetched again (%d RETRs)", n)
+	}
+	if !srv.has(bad) || srv.count() != 1 {
+		t.Error("the undelivered message was deleted")
+	}
+	if s := statusOf(m, "p"); s.State != "idle" || s.Failed != 1 || s.Cursor != "uidls=0 skipped=1" {
+		t.Errorf("status after the skip = %+v", s)
+	}
+	if testutil.ToFloat64(m.met.messages.WithLabelValues("p", "failed")) != 1 {
+		t.Error("failed messages metric")
+	}
+}
+
+// crashState persists nothing once crashed: a process killed at that
+// point writes no more state.
+type crashState struct {
+	*memState
+	crashed atomic.Bool
+}
+
+func (s *crashState) SetSourceState(ctx context.Context, src string, kv map[string]string) error {
+	if s.crashed.Load() {
+		return errors.New("crashed")
+	}
+	return s.memState.SetSourceState(ctx, src, kv)
+}
+
+// A crash mid-import (after 23 messages; state saved every 10; the session
+// dropped without QUIT, so no DELE is committed) and a restart with the
+// state as persisted archive every message exactly once, refetch at most
+// one batch, and in delete mode empty the maildrop.
+func TestPOP3CrashRestart(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"keep", "delete"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			srv := startFakePOP3(t)
+			const n = 57
+			for i := range n {
+				srv.add(testMsg(i))
+			}
+			arc, mem := newFakeArchive(), newMemState()
+			st := &crashState{memState: mem}
+			src := pop3Source(t, srv, "secret")
+			src.Mode = mode
+			crashed := make(chan struct{})
+			var stored atomic.Int32
+			arc.setFail(func([]byte) error {
+				if stored.Add(1) > 23 {
+					if !st.crashed.Swap(true) {
+						close(crashed)
+					}
+					return errors.New("crash")
+				}
+				return nil
+			})
+			m1, _, stop := startManager(t, []config.Source{src}, arc, st, testOptions())
+			<-crashed
+			waitFor(t, "the crashed poll to end", 10*time.Second, func() bool { return statusOf(m1, "p").State == "error" })
+			stop()
+			if arc.count() != 23 {
+				t.Fatalf("before restart: %d archived", arc.count())
+			}
+			if srv.count() != n {
+				t.Fatalf("the crashed session deleted %d messages", n-srv.count())
+			}
+			if set, err := decodeUIDLs(mem.get("p", keyPOP3UIDLs)); err != nil || len(set) != 20 {
+				t.Fatalf("persisted UIDL set before restart: %d, %v (want the 2 saved batches)", len(set), err)
+			}
+			arc.setFail(nil)
+			m2, _, _ := startManager(t, []config.Source{src}, arc, mem, testOptions())
+			waitFor(t, "all archived", 10*time.Second, func() bool { return arc.count() == n })
+			waitFor(t, "idle", 5*time.Second, func() bool { return statusOf(m2, "p").State == "idle" })
+			arc.mu.Lock()
+			for id, c := range arc.ids {
+				if c != 1 {
+					t.Errorf("%s stored %d times", id, c)
+				}
+			}
+			arc.mu.Unlock()
+			// The 3 archived after the last save are fetched again.
+			if d := arc.dupCount(); d == 0 || d > testOptions().BatchSize {
+				t.Errorf("%d duplicates after restart, want 1..%d", d, testOptions().BatchSize)
+			}
+			want := n
+			if mode == "delete" {
+				want = 0
+			}
+			waitFor(t, "maildrop state", 5*time.Second, func() bool { return srv.count() == want })
+		})
+	}
 }
 
 func TestPOP3DeleteModeKeepsFailed(t *testing.T) {
@@ -263,6 +432,10 @@ func TestPOP3DeleteModeKeepsFailed(t *testing.T) {
 	})
 	failing.Store(false)
 	waitFor(t, "all archived and deleted", 10*time.Second, func() bool { return srv.count() == 0 && arc.count() == 8 })
+	// A temporary archive error is retried, not a failed message.
+	if s := statusOf(m, "p"); s.Failed != 0 || s.Imported != 8 {
+		t.Errorf("status = %+v, want 8 imported and none failed", s)
+	}
 	// The next poll forgets UIDLs no longer on the server.
 	waitFor(t, "UIDL set pruned", 5*time.Second, func() bool {
 		_ = m.PollNow("p")

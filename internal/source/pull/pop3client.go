@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -66,10 +67,7 @@ func (c *pop3Client) readLine() (string, error) {
 			continue
 		}
 		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return "", fmt.Errorf("pop3 read: %w", err)
+			return "", fmt.Errorf("pop3 read: %w", c.readErr(err))
 		}
 		return strings.TrimRight(string(buf), "\r\n"), nil
 	}
@@ -89,6 +87,18 @@ func (c *pop3Client) status(cmd string) (string, error) {
 	default:
 		return "", fmt.Errorf("pop3 %s: unexpected reply %q", cmd, truncate(line, 80))
 	}
+}
+
+// readErr makes a read error explicit: EOF mid-reply is unexpected, and a
+// deadline means the server stopped answering.
+func (c *pop3Client) readErr(err error) error {
+	switch {
+	case err == io.EOF:
+		return io.ErrUnexpectedEOF
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%w: no answer within %s (%w)", errNoAnswer, c.timeout, err)
+	}
+	return err
 }
 
 func truncate(s string, n int) string {
@@ -322,10 +332,7 @@ func (c *pop3Client) retr(ctx context.Context, n int, max int64) ([]byte, error)
 		}
 		frag, err := c.r.ReadSlice('\n')
 		if err != nil && err != bufio.ErrBufferFull {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, fmt.Errorf("pop3 RETR %d: %w", n, err)
+			return nil, fmt.Errorf("pop3 RETR %d: %w", n, c.readErr(err))
 		}
 		if atStart && len(frag) > 0 && frag[0] == '.' {
 			if err == nil && (string(frag) == ".\r\n" || string(frag) == ".\n") {

@@ -64,7 +64,7 @@ func TestWithOptions(ctx context.Context, src config.Source, opt Options) (TestR
 		rep.Folders = []FolderReport{{Name: "INBOX", Messages: uint32(n), Polled: true}}
 		return rep, c.quit()
 	}
-	c, stop, err := dialIMAP(ctx, m, src, nil)
+	c, _, stop, err := dialIMAP(ctx, m, src, nil)
 	if err != nil {
 		return rep, err
 	}

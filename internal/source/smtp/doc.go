@@ -15,11 +15,13 @@
 // A message is acknowledged with 250 only after Ingest returned, i.e. after
 // it is durable (the archive group-commits across connections, so sessions
 // call Ingest concurrently). Anything not kept gets a 4xx or 5xx reply and
-// nothing is ingested for a refused or interrupted transfer. The stored
-// bytes are exactly the dot-unstuffed DATA (or the concatenated BDAT
-// chunks): no Received header is added, bare LF and NUL bytes are passed
-// through. Message data is read with a size limit and never buffered
-// beyond MaxMessageSize.
+// nothing is ingested for a refused or interrupted transfer. Ingest gets
+// exactly the dot-unstuffed DATA (or the concatenated BDAT chunks): no
+// Received header is added, and bare LF, lone CR and NUL bytes are handed
+// on unchanged. The archive then stores them as DESIGN §3 says: bare LF
+// normalised to CRLF (the id is the SHA-256 of the normalised bytes), lone
+// CR and NUL bytes kept. Message data is read with a size limit and never
+// buffered beyond MaxMessageSize.
 //
 // The envelope is passed in archive.Origin: Source "smtp" or "lmtp",
 // MailFrom, every accepted RCPT TO, plus the addresses of the message's
@@ -41,6 +43,7 @@
 //	451   4.3.0     Ingest failed temporarily (archive.ErrUnavailable or any
 //	                error that is not one of the permanent ones below)
 //	452   4.3.1     Ingest failed with an error wrapping ENOSPC (disk full)
+//	                or archive.ErrLowSpace (free space below min_free_space)
 //	452   4.5.3     more than max_recipients RCPT TO
 //	538   5.7.11    AUTH before STARTTLS when require_tls is set
 //	530   5.7.0     MAIL before AUTH when auth_required is set
@@ -61,9 +64,10 @@
 // is ingested (Ingest takes a byte slice), so peak memory is bounded by
 // MaxConnections × MaxMessageSize.
 //
-// Known go-smtp behaviour: a DATA message of exactly MaxMessageSize bytes is
-// refused with 552 (its reader reports the limit before it sees the end of
-// data); BDAT messages of exactly that size are accepted.
+// A message of exactly MaxMessageSize bytes (after dot-unstuffing) is
+// accepted with DATA and with BDAT, one byte more is refused (552). Upstream
+// go-smtp refused such a DATA message; mailarc's fork fixes that
+// (third_party/go-smtp/MAILARC.md).
 //
 // # Metrics
 //

@@ -15,6 +15,7 @@ const (
 	reasonLineTooLong = "line_too_long" // a line over max_line_length
 	reasonEmpty       = "empty"         // no message bytes
 	reasonStorage     = "storage"       // ingest failed temporarily
+	reasonNoSpace     = "no_space"      // disk full or below min_free_space
 	reasonShutdown    = "shutdown"      // server or archive shutting down
 	reasonTimeout     = "timeout"       // client too slow during data
 	reasonAborted     = "aborted"       // client went away / BDAT reset mid-message
@@ -55,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailarc_smtp_messages_refused_total",
 			Help: "Messages or recipients refused, by reason: auth, recipient, too_large, line_too_long, empty, " +
-				"storage (temporary ingest failure), shutdown, timeout, aborted (client went away or abandoned BDAT).",
+				"storage (temporary ingest failure), no_space (disk full or below min_free_space), shutdown, timeout, aborted (client went away or abandoned BDAT).",
 		}, []string{"reason"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mailarc_smtp_bytes_total",

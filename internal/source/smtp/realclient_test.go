@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +24,22 @@ func requireTool(t *testing.T, name string) string {
 		t.Skipf("%s not found; install it (or set MAILARC_INTEGRATION=1 to make this a failure)", name)
 	}
 	return p
+}
+
+// requireSwaksTLS checks that swaks can do STARTTLS (it needs the Perl
+// module Net::SSLeay), so that a missing module is reported as such rather
+// than as a TLS failure of the server.
+func requireSwaksTLS(t *testing.T, swaks string) {
+	t.Helper()
+	out, err := exec.Command(swaks, "--support").CombinedOutput()
+	if err == nil && strings.Contains(string(out), "TLS supported") {
+		return
+	}
+	msg := fmt.Sprintf("swaks cannot do STARTTLS (install Net::SSLeay: apt-get install libnet-ssleay-perl); `swaks --support`: %v\n%s", err, out)
+	if integration() {
+		t.Fatalf("%s (MAILARC_INTEGRATION=1)", msg)
+	}
+	t.Skip(msg)
 }
 
 const pythonClient = `
@@ -110,6 +127,7 @@ func TestPythonSmtplib(t *testing.T) {
 func TestSwaks(t *testing.T) {
 	t.Parallel()
 	swaks := requireTool(t, "swaks")
+	requireSwaksTLS(t, swaks)
 	srvTLS, err := SelfSignedTLS(t.TempDir(), "mx.test")
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -293,6 +294,49 @@ func TestSizeLimits(t *testing.T) {
 	if got := testutil.ToFloat64(ts.m.refused.WithLabelValues(reasonTooLarge)); got != 2 {
 		t.Fatalf("refused{too_large} = %v", got)
 	}
+
+	// The boundary, with DATA and BDAT: exactly max_message_size bytes
+	// (after dot-unstuffing) are accepted, one more byte is refused.
+	sized := func(n int, tag string) string {
+		head := "Subject: " + tag + "\r\n\r\n..dot-stuffed\r\n"
+		body := strings.Repeat("b", n-(len(head)-1)-2) + "\r\n" // -1: one '.' is unstuffed
+		return head + body
+	}
+	for _, tc := range []struct {
+		size int
+		ok   bool
+	}{{limit, true}, {limit + 1, false}} {
+		wire := sized(tc.size, fmt.Sprintf("data %d", tc.size))
+		before := ts.ing.n()
+		r.cmd("MAIL FROM:<a@example.com>", 250, "")
+		r.cmd("RCPT TO:<j@archive.test>", 250, "")
+		r.cmd("DATA", 354, "")
+		r.write(wire + ".\r\n")
+		if tc.ok {
+			r.expect(250, "archived")
+			calls := ts.ing.snapshot()
+			if len(calls) != before+1 || len(calls[before].raw) != limit {
+				t.Fatalf("DATA of exactly max_message_size: %d ingests, want %d", len(calls), before+1)
+			}
+		} else {
+			r.expect(552, "5.3.4")
+			if ts.ing.n() != before {
+				t.Fatalf("DATA of max_message_size+1 was ingested")
+			}
+		}
+		bdat := strings.Replace(wire, "..dot", ".dot", 1) // BDAT is not dot-stuffed
+		r.cmd("MAIL FROM:<a@example.com>", 250, "")
+		r.cmd("RCPT TO:<j@archive.test>", 250, "")
+		r.write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(bdat), bdat))
+		if tc.ok {
+			r.expect(250, "archived")
+		} else {
+			r.expect(552, "5.3.4")
+		}
+	}
+	if n := ts.ing.n(); n != 3 {
+		t.Fatalf("ingested %d, want 3 (the small one and the two of exactly max_message_size)", n)
+	}
 }
 
 func TestDisconnectBeforeFinalDot(t *testing.T) {
@@ -390,7 +434,11 @@ func TestIngestErrors(t *testing.T) {
 	}{
 		{archive.ErrUnavailable, 451, gosmtp.EnhancedCode{4, 3, 0}},
 		{fmt.Errorf("write pack: %w", errors.New("disk on fire")), 451, gosmtp.EnhancedCode{4, 3, 0}},
-		{fmt.Errorf("%w: %w", archive.ErrUnavailable, syscall.ENOSPC), 452, gosmtp.EnhancedCode{4, 3, 1}},
+		// The shapes archive returns: a store write failing with ENOSPC
+		// (failGroup wraps both), and the free-space reserve.
+		{fmt.Errorf("%w: %w", archive.ErrUnavailable, fmt.Errorf("store: %w",
+			&fs.PathError{Op: "write", Path: "packs/000001.pack", Err: syscall.ENOSPC})), 452, gosmtp.EnhancedCode{4, 3, 1}},
+		{fmt.Errorf("%w: %w (12 bytes free in /data, min_free_space 1024)", archive.ErrUnavailable, archive.ErrLowSpace), 452, gosmtp.EnhancedCode{4, 3, 1}},
 		{archive.ErrShuttingDown, 421, gosmtp.EnhancedCode{4, 3, 2}},
 		{archive.ErrEmpty, 554, gosmtp.EnhancedCode{5, 6, 0}},
 		{fmt.Errorf("ingest: %w", archive.ErrTooLarge), 552, gosmtp.EnhancedCode{5, 3, 4}},
@@ -408,6 +456,9 @@ func TestIngestErrors(t *testing.T) {
 	ts.ing.setFail(nil)
 	if n := ts.ing.n(); n != 0 {
 		t.Fatalf("recorded %d successful ingests", n)
+	}
+	if got := testutil.ToFloat64(ts.m.refused.WithLabelValues(reasonNoSpace)); got != 2 {
+		t.Fatalf("refused{no_space} = %v, want 2", got)
 	}
 	// Empty DATA never reaches Ingest.
 	r := dialRaw(t, "tcp", ts.addr)

@@ -284,8 +284,8 @@ func mapIngestError(err error) (*gosmtp.SMTPError, string) {
 		return replyTooLarge, reasonTooLarge
 	case errors.Is(err, archive.ErrShuttingDown), errors.Is(err, context.Canceled):
 		return replyShutdown, reasonShutdown
-	case errors.Is(err, syscall.ENOSPC):
-		return replyNoSpace, reasonStorage
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, archive.ErrLowSpace):
+		return replyNoSpace, reasonNoSpace
 	default:
 		return replyStorage, reasonStorage
 	}

@@ -4,13 +4,21 @@ package dovecot
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,8 +34,22 @@ const dovecotBin = "/usr/sbin/dovecot"
 type Server struct {
 	// Dir holds its config, state, log and maildirs (Dir/mail/USER).
 	Dir string
-	// IMAPPort and POP3Port listen on 127.0.0.1, plaintext.
+	// IMAPPort and POP3Port listen on 127.0.0.1 in plaintext, offering
+	// STARTTLS and STLS.
 	IMAPPort, POP3Port int
+	// IMAPSPort and POP3SPort listen on 127.0.0.1 with implicit TLS.
+	IMAPSPort, POP3SPort int
+	// CAFile is the PEM certificate of the test CA that signed the
+	// server's certificate, which is valid for 127.0.0.1 and dovecot.test
+	// only (so "localhost" is a wrong host name for it).
+	CAFile string
+	// OAuthUser logs in with XOAUTH2 and the access token OAuthToken
+	// (Dovecot checks the token against the passwd-file like a
+	// password), as well as with PLAIN and that token.
+	OAuthUser, OAuthToken string
+
+	uid, gid  int          // the mail user
+	delivered atomic.Int64 // files written by Deliver
 }
 
 func freePort(t testing.TB) int {
@@ -41,8 +63,9 @@ func freePort(t testing.TB) int {
 }
 
 // Start runs a private Dovecot (as root; login processes as dovenull, mail
-// as the dovecot user) with users j1..j9, password "secret", stopped when
-// the test ends. Without /usr/sbin/dovecot or root it skips the test (fails
+// as the dovecot user) with users j1..j9, password "secret", and
+// OAuthUser, stopped when the test ends. It listens for IMAP and POP3 in
+// plaintext (with STARTTLS/STLS) and with implicit TLS (see Server). Without /usr/sbin/dovecot or root it skips the test (fails
 // under MAILARC_INTEGRATION=1).
 func Start(t testing.TB) *Server {
 	t.Helper()
@@ -66,9 +89,13 @@ func Start(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	d := &Server{Dir: dir, IMAPPort: freePort(t), POP3Port: freePort(t)}
+	d := &Server{Dir: dir, IMAPPort: freePort(t), POP3Port: freePort(t), IMAPSPort: freePort(t), POP3SPort: freePort(t),
+		OAuthUser: "oauth", OAuthToken: "ya29.dovecot-test-token"}
 	if err := os.Chmod(d.Dir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if err := d.writeCerts(); err != nil {
+		t.Fatalf("dovecot certificates: %v", err)
 	}
 	mail := filepath.Join(d.Dir, "mail")
 	for _, sub := range []string{"run", "state", "mail"} {
@@ -79,6 +106,7 @@ func Start(t testing.TB) *Server {
 	var uid, gid int
 	fmt.Sscan(mu.Uid, &uid)
 	fmt.Sscan(mu.Gid, &gid)
+	d.uid, d.gid = uid, gid
 	if err := os.Chown(mail, uid, gid); err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +114,7 @@ func Start(t testing.TB) *Server {
 	for i := 1; i <= 9; i++ {
 		fmt.Fprintf(&pw, "j%d:{PLAIN}secret:%d:%d::%s/j%d\n", i, uid, gid, mail, i)
 	}
+	fmt.Fprintf(&pw, "%s:{PLAIN}%s:%d:%d::%s/%s\n", d.OAuthUser, d.OAuthToken, uid, gid, mail, d.OAuthUser)
 	if err := os.WriteFile(filepath.Join(d.Dir, "passwd"), []byte(pw.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -95,9 +124,17 @@ base_dir = %[1]s/run
 state_dir = %[1]s/state
 instance_name = mailarc-test-%[2]d
 log_path = %[1]s/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <%[1]s/server.pem
+ssl_key = <%[1]s/server.key
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+# xoauth2 verifies the bearer token through the passdb like a password.
+auth_mechanisms = plain login xoauth2
+# No auth penalty between the many test logins from 127.0.0.1.
+login_trusted_networks = 127.0.0.1/32
+auth_failure_delay = 0
+# Throwaway maildirs: the tests kill mailarc, never Dovecot.
+mail_fsync = never
 default_internal_user = dovecot
 default_internal_group = dovecot
 default_login_user = dovenull
@@ -117,7 +154,9 @@ service imap-login {
     port = %[3]d
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = %[6]d
+    ssl = yes
   }
 }
 service pop3-login {
@@ -126,10 +165,12 @@ service pop3-login {
     port = %[4]d
   }
   inet_listener pop3s {
-    port = 0
+    address = 127.0.0.1
+    port = %[7]d
+    ssl = yes
   }
 }
-`, d.Dir, d.IMAPPort, d.IMAPPort, d.POP3Port, uid)
+`, d.Dir, d.IMAPPort, d.IMAPPort, d.POP3Port, uid, d.IMAPSPort, d.POP3SPort)
 	cfg := filepath.Join(d.Dir, "dovecot.conf")
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -156,7 +197,7 @@ service pop3-login {
 		}
 	})
 	testutil.Eventually(t, 15*time.Second, "dovecot listening", func() bool {
-		for _, p := range []int{d.IMAPPort, d.POP3Port} {
+		for _, p := range []int{d.IMAPPort, d.POP3Port, d.IMAPSPort, d.POP3SPort} {
 			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 			if err != nil {
 				return false
@@ -182,21 +223,122 @@ func (d *Server) Client(t testing.TB, userName string) *imapclient.Client {
 	return c
 }
 
-// Append appends msgs to folder.
+// Append appends msgs to folder, in that order (UIDs ascending). The
+// APPENDs are pipelined (Dovecot offers LITERAL+), 64 at a time.
 func Append(t testing.TB, c *imapclient.Client, folder string, msgs [][]byte) {
 	t.Helper()
-	for _, m := range msgs {
-		cmd := c.Append(folder, int64(len(m)), nil)
-		if _, err := cmd.Write(m); err != nil {
+	for len(msgs) > 0 {
+		n := min(len(msgs), 64)
+		cmds := make([]*imapclient.AppendCommand, 0, n)
+		for _, m := range msgs[:n] {
+			cmd := c.Append(folder, int64(len(m)), nil)
+			if _, err := cmd.Write(m); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Close(); err != nil {
+				t.Fatal(err)
+			}
+			cmds = append(cmds, cmd)
+		}
+		for _, cmd := range cmds {
+			if _, err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		msgs = msgs[n:]
+	}
+}
+
+// Deliver drops msgs into folder ("INBOX" or a folder created before) of
+// userName's maildir the way a local delivery agent does (tmp/, then a
+// rename into new/), much faster than APPENDing them one by one. Dovecot
+// picks them up, in this order, at its next look at the folder.
+func (d *Server) Deliver(t testing.TB, userName, folder string, msgs [][]byte) {
+	t.Helper()
+	root := filepath.Join(d.Dir, "mail", userName)
+	if folder != "INBOX" {
+		root = filepath.Join(root, "."+folder)
+	}
+	for _, sub := range []string{"", "cur", "new", "tmp"} {
+		p := filepath.Join(root, sub)
+		if err := os.MkdirAll(p, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := cmd.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cmd.Wait(); err != nil {
+		if err := os.Chown(p, d.uid, d.gid); err != nil {
 			t.Fatal(err)
 		}
 	}
+	for _, m := range msgs {
+		// Dovecot orders new files by the time in their names.
+		n := d.delivered.Add(1)
+		name := fmt.Sprintf("%d.M0P%d.mailarc-test", 1_000_000_000+n, n)
+		tmp := filepath.Join(root, "tmp", name)
+		if err := os.WriteFile(tmp, m, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(tmp, d.uid, d.gid); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(root, "new", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// writeCerts makes a test CA (CAFile) and a server certificate for
+// 127.0.0.1 and dovecot.test signed by it (server.pem, server.key in Dir).
+func (d *Server) writeCerts() error {
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mailarc dovecot test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"dovecot.test"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	d.CAFile = filepath.Join(d.Dir, "ca.pem")
+	for _, f := range []struct {
+		name, typ string
+		der       []byte
+		mode      os.FileMode
+	}{
+		{"ca.pem", "CERTIFICATE", caDER, 0o644},
+		{"server.pem", "CERTIFICATE", der, 0o644},
+		{"server.key", "PRIVATE KEY", keyDER, 0o600},
+	} {
+		if err := os.WriteFile(filepath.Join(d.Dir, f.name), pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Count returns the number of messages in folder.

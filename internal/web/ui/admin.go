@@ -204,6 +204,24 @@ func (h *Handler) addUser(w http.ResponseWriter, r *http.Request, c *reqCtx) err
 	return nil
 }
 
+// setPassword sets another account's password (admin; the same rules as
+// PUT /api/v1/users/{name}/password).
+func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
+	name := r.PathValue("name")
+	err := h.d.Auth.SetPassword(r.Context(), name, r.PostFormValue("new_password"))
+	if errors.Is(err, auth.ErrNoUser) {
+		redirectNotice(w, r, "/users", "error", "No such user.")
+		return nil
+	}
+	if err != nil {
+		redirectNotice(w, r, "/users", "error", strings.TrimPrefix(err.Error(), "auth: "))
+		return nil
+	}
+	h.record(r.Context(), c, audit.ActionUserPassword, map[string]string{"name": name, "via": "web"})
+	redirectNotice(w, r, "/users", "notice", "Password of “"+name+"” changed.")
+	return nil
+}
+
 func (h *Handler) deleteUser(w http.ResponseWriter, r *http.Request, c *reqCtx) error {
 	name := r.PathValue("name")
 	if name == c.User.Name {

@@ -5,16 +5,26 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/mailarc/mailarc/internal/archive"
@@ -193,6 +203,22 @@ func TestBrowser(t *testing.T) {
 		hostileIDs = append(hostileIDs, nd.ingest(t, htmlMail(i, h)))
 	}
 	hostileIDs = append(hostileIDs, corpusHTML(t, nd, 4)...)
+	// Inline (cid:) images: a synthetic multipart/related mail and a real
+	// one from the corpus; and a mail with a remote image on a local server
+	// that counts the requests reaching it.
+	pixel := testPNG(t, 24, 12)
+	var remoteHits atomic.Int64
+	imgSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		remoteHits.Add(1)
+		w.Header().Set("Content-Type", "image/png")
+		_, _ = w.Write(pixel)
+	}))
+	defer imgSrv.Close()
+	cidID := nd.ingest(t, cidMail(pixel))
+	corpusCID := nd.ingestFile(t, filepath.Join(corpusRoot(t), "001", "001363.eml"))
+	remoteID := nd.ingest(t, "From: News <news@example.com>\nTo: Alice <alice@example.com>\nSubject: remote picture\n"+
+		"Date: Thu, 07 Mar 2024 10:00:00 +0000\nMIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\n"+
+		`<p>Remote: <img id="remote" src="`+imgSrv.URL+`/pixel.png" alt="remote pixel"></p>`+"\n")
 	nd.waitIndexed(t, "budget", 32)
 	nd.waitIndexed(t, "hostile", len(hostile))
 
@@ -325,29 +351,186 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("hook control: %v", err)
 	}
 
-	// Status and holds pages.
+	// cid: images show inside the sandboxed frame; their parts are marked
+	// inline in the attachment list.
+	for _, c := range []struct{ name, id, ok string }{
+		{"corpus", corpusCID, `Array.from(document.images).some(i => i.src.startsWith("data:image/") && i.naturalWidth > 0)`},
+		{"synthetic", cidID, `document.images.length === 1 && document.images[0].src.startsWith("data:image/png") && document.images[0].naturalWidth === 24`},
+	} {
+		b.openMessage(nd.base, c.id)
+		b.frameWait("cid image of the "+c.name+" mail", c.ok)
+		if !eval[bool](b, `Array.from(document.querySelectorAll(".attachments .badge")).some(e => e.textContent === "inline")`) {
+			t.Errorf("%s cid mail: no attachment marked inline", c.name)
+		}
+		if eval[bool](b, `!!document.querySelector("#show-images")`) {
+			t.Errorf("%s cid mail offers “Show remote images” without remote images", c.name)
+		}
+	}
+	b.do("cid screenshot", b.shot("message-cid"))
+
+	// Remote images: nothing reaches the image server until asked for.
+	b.openMessage(nd.base, remoteID)
+	if n := remoteHits.Load(); n != 0 {
+		t.Errorf("the remote image was requested %d times before “Show remote images”", n)
+	}
+	if !frameEval[bool](b, `document.getElementById("remote") !== null && document.getElementById("remote").naturalWidth === 0`) {
+		t.Error("the blocked remote image is missing from the frame or shown")
+	}
+	if _, err := chromedp.RunResponse(bctx, chromedp.Click(css("#show-images"))); err != nil {
+		t.Fatalf("show remote images: %v", err)
+	}
+	b.framesLoaded("remote images view")
+	testutil.Eventually(t, 10*time.Second, "the remote image request", func() bool { return remoteHits.Load() > 0 })
+	b.frameWait("the remote image", `document.getElementById("remote").naturalWidth === 24`)
+	if text := b.text(".bodybar"); !strings.Contains(text, "Remote images shown") {
+		t.Errorf("images view bar %q", text)
+	}
+
+	// Status: the ingest tile agrees with the node's status document.
 	b.do("status", chromedp.Navigate(nd.base+"/status"), chromedp.WaitVisible(css(".tiles")), b.shot("status"))
 	if text := b.text(".tiles"); !strings.Contains(strings.ToLower(text), "archived") {
 		t.Errorf("status tiles %q", text)
 	}
+	stAny, err := nd.n.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingested := stAny.(server.Status).Ingest.Total
+	if least := int64(32 + len(hostile) + 3); ingested < least {
+		t.Errorf("status ingest total %d, want at least %d", ingested, least)
+	}
+	tile := b.text("#ingest-tile")
+	rate, err := strconv.ParseFloat(b.text("#ingest-tile .v"), 64)
+	if !strings.Contains(strings.ToLower(tile), "ingest rate") || !strings.Contains(tile, fmt.Sprintf("%d since start", ingested)) || err != nil || rate <= 0 {
+		t.Errorf("ingest tile %q (rate %v, %v), want a rate > 0 and %d since start", tile, rate, err, ingested)
+	}
+
+	// Holds: create one from a search; it counts the messages it holds.
 	b.do("holds", chromedp.Navigate(nd.base+"/search?q=budget"), chromedp.WaitVisible(css("table.list")),
 		chromedp.Click(css(`a[href^="/holds?q="]`)), chromedp.WaitVisible(css("h1")))
-	if eval[bool](b, `!!document.querySelector("#hold-query")`) {
-		b.do("create hold",
-			chromedp.SendKeys(css("#hold-name"), "Case 17"),
-			chromedp.Submit(css("#hold-name")),
-			chromedp.WaitVisible(css(".notice")),
-		)
-		if text := b.text("main"); !strings.Contains(text, "Case 17") || !strings.Contains(text, "budget") {
-			t.Errorf("hold not listed: %q", text)
-		}
-	} else {
-		t.Log("holds are not wired on this node (governance missing); hold creation not tested")
+	if !eval[bool](b, `!!document.querySelector("#hold-query")`) {
+		t.Fatal("holds are not wired on this node (governance missing): the holds page has no form")
+	}
+	b.do("create hold",
+		chromedp.SendKeys(css("#hold-name"), "Case 17"),
+		chromedp.Submit(css("#hold-name")),
+		chromedp.WaitVisible(css(".notice")),
+	)
+	if text := b.text("main"); !strings.Contains(text, "Case 17") || !strings.Contains(text, "budget") {
+		t.Errorf("hold not listed: %q", text)
+	}
+	if n := eval[string](b, rowWith("Case 17")+`.querySelector("td.num").textContent.trim()`); n != "32" {
+		t.Errorf("hold Case 17 shows %q messages, want 32", n)
 	}
 	b.do("holds screenshot", b.shot("holds"))
-	for _, p := range []string{"/users", "/audit", "/retention"} {
-		b.do(p, chromedp.Navigate(nd.base+p), chromedp.WaitVisible(css("h1")), b.shot(strings.TrimPrefix(p, "/")))
+
+	// Retention: add a policy, dry run while the hold keeps everything.
+	b.do("retention edit",
+		chromedp.Navigate(nd.base+"/retention"), chromedp.WaitVisible(css("#default")),
+		chromedp.SendKeys(css(`table.edit tbody tr:nth-child(1) input[name=name]`), "old notes"),
+		chromedp.SendKeys(css(`table.edit tbody tr:nth-child(1) input[name=query]`), "subject:weekly"),
+		chromedp.SendKeys(css(`table.edit tbody tr:nth-child(1) input[name=keep]`), "30d"),
+	)
+	b.submit("save retention", `form[action="/retention"] button[type=submit]`)
+	if text := b.text(".notice"); !strings.Contains(text, "Retention policies saved") {
+		t.Errorf("retention save notice %q", text)
 	}
+	if v := eval[string](b, `document.querySelector("table.edit tbody tr:nth-child(1) input[name=query]").value`); v != "subject:weekly" {
+		t.Errorf("saved policy query %q", v)
+	}
+	b.submit("dry run", `form[action="/retention/run"] input[name=dry_run] ~ button`)
+	if text := b.text(`p[role=status]`); !strings.Contains(text, "would purge 0 messages") || !strings.Contains(text, "30 expired messages are kept by holds") {
+		t.Errorf("dry run under the hold: %q, want 0 to purge and 30 held", text)
+	}
+	b.do("retention screenshot", b.shot("retention"))
+
+	// An admin releases the hold.
+	b.do("holds again", chromedp.Navigate(nd.base+"/holds"), chromedp.WaitVisible(css("table.list")))
+	action := eval[string](b, rowWith("Case 17")+`.querySelector("form").getAttribute("action")`)
+	b.confirmAll()
+	b.submit("release hold", `form[action="`+action+`"] button`)
+	if text := b.text("main"); !strings.Contains(text, "Hold released") || strings.Contains(text, "Case 17") {
+		t.Errorf("after release: %q", text)
+	}
+
+	// Now the dry run counts the notes, and a confirmed run purges them.
+	b.do("retention again", chromedp.Navigate(nd.base+"/retention"), chromedp.WaitVisible(css("#default")))
+	b.submit("dry run 2", `form[action="/retention/run"] input[name=dry_run] ~ button`)
+	if text := b.text(`p[role=status]`); !strings.Contains(text, "would purge 30 messages") || !strings.Contains(text, "0 expired messages are kept") {
+		t.Errorf("dry run without the hold: %q, want 30 to purge", text)
+	}
+	b.confirmAll()
+	b.submit("purge", `form[action="/retention/run"] input[name=confirm] ~ button`)
+	if text := b.text(".notice"); !strings.Contains(text, "Purged 30 messages") {
+		t.Errorf("purge notice %q", text)
+	}
+	b.do("weekly gone", chromedp.Navigate(nd.base+"/search?q=subject%3Aweekly"), chromedp.WaitVisible(css("#results-title")))
+	if text := b.text("#results-title"); !strings.Contains(text, "No messages found") {
+		t.Errorf("after the purge a search for the notes says %q", text)
+	}
+
+	// Users: add, set a password, delete.
+	b.do("add user",
+		chromedp.Navigate(nd.base+"/users"), chromedp.WaitVisible(css("#u-name")),
+		chromedp.SendKeys(css("#u-name"), "bob2"),
+		chromedp.SendKeys(css("#u-pass"), "bob2-pass-1"),
+		chromedp.SetValue(css("#u-role"), "auditor"),
+		chromedp.SendKeys(css("#u-addr"), "bob2@example.com"),
+	)
+	b.submit("add user", `form[action="/users"] button[type=submit]`)
+	if text := b.text(".notice"); !strings.Contains(text, "bob2") || !strings.Contains(text, "added") {
+		t.Errorf("add user notice %q", text)
+	}
+	if role := eval[string](b, rowWith("bob2")+`.querySelector(".badge").textContent`); role != "auditor" {
+		t.Errorf("bob2 listed with role %q", role)
+	}
+	b.do("users screenshot", b.shot("users"))
+	b.do("new password", chromedp.SendKeys(css(`form[action="/users/bob2/password"] input[name=new_password]`), "bob2-pass-2"))
+	b.submit("set password", `form[action="/users/bob2/password"] button`)
+	if text := b.text(".notice"); !strings.Contains(text, "Password of “bob2” changed") {
+		t.Errorf("set password notice %q", text)
+	}
+	if _, err := nd.n.Auth.Login(ctx, "bob2", "bob2-pass-2", "192.0.2.7"); err != nil {
+		t.Errorf("bob2's new password: %v", err)
+	}
+	b.confirmAll()
+	b.submit("delete user", `form[action="/users/bob2/delete"] button`)
+	if text := b.text(".notice"); !strings.Contains(text, "deleted") || eval[bool](b, `!!document.querySelector('form[action="/users/bob2/delete"]')`) {
+		t.Errorf("delete user: notice %q, row still there: %v", text, eval[bool](b, `!!document.querySelector('form[action="/users/bob2/delete"]')`))
+	}
+
+	// Audit log filters.
+	b.do("audit filter",
+		chromedp.Navigate(nd.base+"/audit"), chromedp.WaitVisible(css("#a-action")),
+		chromedp.SendKeys(css("#a-action"), "hold.*"),
+		chromedp.SendKeys(css("#a-user"), "admin"),
+	)
+	b.submit("audit filter", "form.filters button[type=submit]")
+	rows := eval[[]string](b, `Array.from(document.querySelectorAll("table.audit tbody tr")).map(r => r.cells[2].textContent + " " + r.cells[3].textContent)`)
+	actions := map[string]bool{}
+	for _, r := range rows {
+		user, act, _ := strings.Cut(r, " ")
+		if user != "admin" || !strings.HasPrefix(act, "hold.") {
+			t.Errorf("audit filter hold.*/admin shows %q", r)
+		}
+		actions[act] = true
+	}
+	if !actions["hold.create"] || !actions["hold.release"] {
+		t.Errorf("audit filter hold.*/admin: actions %v, want hold.create and hold.release", actions)
+	}
+	b.do("audit screenshot", b.shot("audit"))
+	b.do("audit filter none", chromedp.Navigate(nd.base+"/audit?action=hold.create&user=alice"), chromedp.WaitVisible(css("h1")))
+	if text := b.text("main"); !strings.Contains(text, "No entries match") {
+		t.Errorf("audit filter hold.create/alice: %q", text)
+	}
+	b.do("audit filter users", chromedp.Navigate(nd.base+"/audit?action=user.*"), chromedp.WaitVisible(css("table.audit")))
+	if got := eval[string](b, `Array.from(document.querySelectorAll("table.audit tbody tr")).filter(r => r.cells[4].textContent.includes('"bob2"')).map(r => r.cells[3].textContent).sort().join(",")`); got != "user.add,user.delete,user.password" {
+		t.Errorf("audit filter user.*, entries on bob2: %q", got)
+	}
+
+	// Without JavaScript, in a separate browser context: log in, search,
+	// open a message, download the attachment and the .eml.
+	noJS(t, bctx, nd.base, mine)
 	// Phone-sized pages.
 	b.do("mobile", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
 		chromedp.Navigate(nd.base+"/search?q=budget"), chromedp.WaitVisible(css("table.list")), b.shot("search-phone"),
@@ -403,6 +586,219 @@ func TestBrowser(t *testing.T) {
 	if resp, err := chromedp.RunResponse(bctx, chromedp.Navigate(nd.base+"/users")); err != nil || resp.Status != http.StatusForbidden {
 		t.Errorf("alice GET /users: %v %v", resp, err)
 	}
+
+	// Last, as it locks this client out: six wrong passwords in a row are
+	// throttled.
+	b.do("sign out", chromedp.Navigate(nd.base+"/search"), chromedp.Click(css("form.logout button")), chromedp.WaitVisible(css("input[name=username]")))
+	for i := 1; i <= 6; i++ {
+		resp, err := chromedp.RunResponse(bctx,
+			chromedp.SetValue(css("input[name=username]"), "alice"),
+			chromedp.SetValue(css("input[name=password]"), fmt.Sprint("wrong-", i)),
+			chromedp.Click(css(`form button[type=submit]`)),
+		)
+		if err != nil {
+			t.Fatalf("wrong login %d: %v", i, err)
+		}
+		if i == 1 && resp.Status != http.StatusUnauthorized {
+			t.Errorf("first wrong login: %d, want 401", resp.Status)
+		}
+		if i == 6 {
+			if text := b.text(".alert"); resp.Status != http.StatusTooManyRequests || !strings.Contains(text, "Too many failed attempts") {
+				t.Errorf("sixth wrong login: %d %q, want 429 “Too many failed attempts”", resp.Status, text)
+			}
+		}
+	}
+}
+
+// noJS runs the core flows in a new browser context with script execution
+// disabled: sign in, search, open a message, download.
+func noJS(t *testing.T, bctx context.Context, base, id string) {
+	t.Helper()
+	nctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
+	defer cancel()
+	if _, err := chromedp.Call(nctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
+		t.Fatalf("disable scripts: %v", err)
+	}
+	dl := t.TempDir()
+	if _, err := chromedp.CallBrowser(nctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
+		Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, BrowserContextID: chromedp.FromContext(nctx).BrowserContextID, DownloadPath: dl,
+	}); err != nil {
+		t.Fatalf("download behaviour: %v", err)
+	}
+	nb := &browser{t: t, ctx: nctx}
+	nb.do("no-JS login page",
+		chromedp.Navigate(base+"/search"),
+		chromedp.WaitVisible(css("input[name=username]")),
+		chromedp.SendKeys(css("input[name=username]"), "admin"),
+		chromedp.SendKeys(css("input[name=password]"), "admin-pass-1"),
+	)
+	nb.submit("no-JS login", `form button[type=submit]`)
+	nb.do("no-JS query", chromedp.SendKeys(css("#q"), "budget has:attachment"))
+	nb.submit("no-JS search", `form.search button[type=submit]`)
+	if text := nb.text("#results-title"); !strings.Contains(text, "1–2 of 2") {
+		t.Errorf("no-JS search: %q", text)
+	}
+	nb.do("no-JS query 2", chromedp.Navigate(base+"/search"), chromedp.SendKeys(css("#q"), "quarterly"))
+	nb.submit("no-JS search 2", `form.search button[type=submit]`)
+	nb.submit("no-JS open", "td.c-subj a")
+	if text := nb.text("#subject"); text != "Quarterly budget review" {
+		t.Errorf("no-JS message subject %q", text)
+	}
+	nb.do("no-JS download", chromedp.Click(css("a[data-attachment]")), chromedp.Click(css(`a[download$=".eml"]`)))
+	testutil.Eventually(t, 15*time.Second, "the downloads", func() bool {
+		pdf, err1 := os.ReadFile(filepath.Join(dl, "report.pdf"))
+		eml, err2 := os.ReadFile(filepath.Join(dl, id+".eml"))
+		return err1 == nil && err2 == nil && bytes.Equal(pdf, attachmentBytes) && bytes.Contains(eml, []byte("Subject: Quarterly budget review"))
+	})
+}
+
+// testPNG returns a w×h PNG.
+func testPNG(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for x := 0; x < w; x++ {
+		for y := 0; y < h; y++ {
+			img.Set(x, y, color.RGBA{R: uint8(10 * x), G: 90, B: uint8(20 * y), A: 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// cidMail is a multipart/related mail whose HTML shows img as a cid: image.
+func cidMail(img []byte) string {
+	return `From: Designer <design@example.com>
+To: Alice <alice@example.com>
+Subject: logo proposal
+Date: Fri, 08 Mar 2024 10:00:00 +0000
+MIME-Version: 1.0
+Content-Type: multipart/related; boundary="rel"
+
+--rel
+Content-Type: text/html; charset=utf-8
+
+<p>Our new logo:</p><p><img src="cid:logo.1@example.com" alt="the logo"></p>
+--rel
+Content-Type: image/png; name="logo.png"
+Content-ID: <logo.1@example.com>
+Content-Disposition: inline; filename="logo.png"
+Content-Transfer-Encoding: base64
+
+` + base64.StdEncoding.EncodeToString(img) + `
+--rel--
+`
+}
+
+// rowWith is a JavaScript expression for the first table row containing text.
+func rowWith(text string) string {
+	return fmt.Sprintf(`Array.from(document.querySelectorAll("table.list tbody tr")).find(r => r.textContent.includes(%q))`, text)
+}
+
+// submit clicks a button (or link) and waits for the page it leads to,
+// after any redirect, to load with 200.
+func (b *browser) submit(what, sel string) {
+	b.t.Helper()
+	resp, err := chromedp.RunResponse(b.ctx, chromedp.Click(css(sel)))
+	if err != nil || resp.Status != http.StatusOK {
+		b.t.Fatalf("%s: %v %v", what, resp, err)
+	}
+}
+
+// confirmAll makes the page's confirmation dialogs (data-confirm) answer yes.
+func (b *browser) confirmAll() {
+	b.t.Helper()
+	eval[bool](b, `window.confirm = () => true; true`)
+}
+
+// openMessage opens a message page and waits for its HTML frame.
+func (b *browser) openMessage(base, id string) {
+	b.t.Helper()
+	b.do("open "+id, chromedp.Navigate(base+"/messages/"+id), chromedp.WaitVisible(css("iframe.htmlbody")))
+	b.framesLoaded("message " + id)
+}
+
+// framesLoaded waits for the page's iframe to load (counted by hookScript).
+func (b *browser) framesLoaded(what string) {
+	b.t.Helper()
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`window.__framesLoaded > 0`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		b.t.Fatalf("%s: frame did not load: %v", what, err)
+	}
+}
+
+// frameEval evaluates expr in the document of the page's message frame,
+// in an isolated world of its own (the frame runs no script of its own).
+// Chromium runs the sandboxed frame in a process of its own, as a target of
+// the type "iframe"; when it does not, the frame is in the page's tree.
+func frameEval[T any](b *browser, expr string) T {
+	b.t.Helper()
+	src := eval[string](b, `document.querySelector("iframe.htmlbody").src`)
+	infos, err := chromedp.Targets(b.ctx)
+	if err != nil {
+		b.t.Fatalf("targets: %v", err)
+	}
+	ctx := b.ctx
+	var frame cdp.FrameID
+	for _, in := range infos {
+		if in.Type == "iframe" && in.URL == src {
+			fctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithTargetID(in.TargetID), chromedp.WithDetachOnCancel())
+			defer cancel()
+			ctx, frame = fctx, cdp.FrameID(in.TargetID)
+		}
+	}
+	if frame == "" {
+		tree, err := chromedp.Call(b.ctx, page.GetFrameTree, cdp.Empty{})
+		if err != nil {
+			b.t.Fatalf("frame tree: %v", err)
+		}
+		for _, c := range tree.FrameTree.ChildFrames {
+			if c.Frame.URL == src {
+				frame = c.Frame.ID
+			}
+		}
+	}
+	if frame == "" {
+		b.t.Fatalf("no frame of %s", src)
+	}
+	world, err := chromedp.Call(ctx, page.CreateIsolatedWorld, page.CreateIsolatedWorldParams{FrameID: frame, WorldName: "mailarc-test"})
+	if err != nil {
+		b.t.Fatalf("isolated world: %v", err)
+	}
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, func(p *runtime.EvaluateParams) { p.ContextID = world.ExecutionContextID }))
+	if err != nil {
+		b.t.Fatalf("evaluate in frame %.60q: %v", expr, err)
+	}
+	return v
+}
+
+// frameWait polls expr in the message frame until it is true.
+func (b *browser) frameWait(what, expr string) {
+	b.t.Helper()
+	testutil.Eventually(b.t, 10*time.Second, what, func() bool { return frameEval[bool](b, expr) })
+}
+
+func corpusRoot(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(testutil.RepoRoot(t), "..", "shared", "corpus", "real", "usrp")
+	if _, err := os.Stat(root); err != nil {
+		testutil.Require(t, false, "the shared corpus is not present at "+root)
+	}
+	return root
+}
+
+func (u *uiNode) ingestFile(t *testing.T, path string) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := u.n.Archive.Ingest(context.Background(), raw, archive.Origin{Source: "import"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.ID
 }
 
 type browser struct {
@@ -469,10 +865,7 @@ func (b *browser) sessionCookie() string {
 // corpusHTML ingests up to n HTML mails from the usrp corpus.
 func corpusHTML(t *testing.T, nd *uiNode, n int) []string {
 	t.Helper()
-	root := filepath.Join(testutil.RepoRoot(t), "..", "shared", "corpus", "real", "usrp")
-	if _, err := os.Stat(root); err != nil {
-		testutil.Require(t, false, "the shared corpus is not present at "+root)
-	}
+	root := corpusRoot(t)
 	var ids []string
 	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || len(ids) >= n || !strings.HasSuffix(p, ".eml") {

@@ -24,7 +24,13 @@ func (g GovernanceAdapter) List(ctx context.Context) ([]Hold, error) {
 	}
 	out := make([]Hold, 0, len(hs))
 	for _, h := range hs {
-		out = append(out, fromHold(h))
+		hd := fromHold(h)
+		// The count of (indexed) messages the hold covers; unknown when
+		// the index cannot say.
+		if res, err := g.S.HoldMessages(ctx, h.ID, 1, 0); err == nil {
+			hd.Matches = int64(res.Total)
+		}
+		out = append(out, hd)
 	}
 	return out, nil
 }

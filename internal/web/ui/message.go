@@ -26,6 +26,7 @@ type attachmentRow struct {
 	ContentType string
 	Size        int64
 	URL         string
+	Inline      bool // an image the HTML body shows (cid:)
 }
 
 type messageData struct {
@@ -41,8 +42,8 @@ type messageData struct {
 	Text        string
 	HasHTML     bool
 	FrameURL    string
-	Images      bool
-	ImagesURL   string
+	Images      bool   // remote images are shown
+	ImagesURL   string // the view with remote images; empty when there are none
 	Attachments []attachmentRow
 	RawURL      string
 	SourceURL   string
@@ -63,7 +64,11 @@ func (h *Handler) loadVisible(r *http.Request, c *reqCtx) (*archive.Message, err
 	if err != nil {
 		return nil, err
 	}
-	if !web.CanSee(c.User, m) {
+	ok, err := web.Visible(r.Context(), h.d.Archive, c.User, m)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		return nil, notFound()
 	}
 	return m, nil
@@ -95,19 +100,20 @@ func (h *Handler) messagePage(w http.ResponseWriter, r *http.Request, c *reqCtx)
 	d.FrameURL = "/messages/" + m.ID + "/html"
 	if images {
 		d.FrameURL += "?images=1"
-	} else {
+	} else if d.HasHTML && remoteImages(frameDocument(newPolicy(), p.HTML)) {
 		d.ImagesURL = "/messages/" + m.ID + "?images=1"
 	}
 	for _, f := range p.Header {
 		d.Headers = append(d.Headers, headerRow{f.Key, f.Value})
 	}
+	refs := cidRefs(p.HTML)
 	for _, a := range p.Attachments {
 		name := a.Filename
 		if name == "" {
 			name = "attachment-" + strconv.Itoa(a.Index)
 		}
 		d.Attachments = append(d.Attachments, attachmentRow{N: a.Index, Filename: name, ContentType: a.ContentType, Size: a.Size,
-			URL: "/api/v1/messages/" + m.ID + "/attachments/" + strconv.Itoa(a.Index)})
+			URL: "/api/v1/messages/" + m.ID + "/attachments/" + strconv.Itoa(a.Index), Inline: referenced(refs, a)})
 	}
 	h.record(r.Context(), c, audit.ActionView, map[string]string{"id": m.ID, "via": "web"})
 	h.render(w, r, http.StatusOK, "message", c.view(d.Subject, "search", d))
@@ -115,7 +121,8 @@ func (h *Handler) messagePage(w http.ResponseWriter, r *http.Request, c *reqCtx)
 }
 
 // frameCSP is the policy of the sanitised HTML document: nothing may load
-// except inline styles and data: images (and remote images on request);
+// except inline styles and data: images (the message's own cid: images are
+// inlined as data: URIs; remote images only on request);
 // the sandbox directive keeps it script-less even when opened directly.
 func frameCSP(images bool) string {
 	img := "img-src data:"
@@ -135,8 +142,9 @@ func (h *Handler) messageHTML(w http.ResponseWriter, r *http.Request, c *reqCtx)
 	if err != nil {
 		return err
 	}
-	p := message.Parse(raw, message.Options{Arrival: m.Arrival})
-	doc := frameDocument(newPolicy(), p.HTML)
+	opt := message.Options{Arrival: m.Arrival}
+	p := message.Parse(raw, opt)
+	doc := frameDocument(newPolicy(), inlineHTML(raw, p, opt))
 	hd := w.Header()
 	hd.Set("Content-Security-Policy", frameCSP(r.URL.Query().Get("images") == "1"))
 	hd.Set("X-Frame-Options", "SAMEORIGIN")

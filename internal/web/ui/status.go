@@ -30,8 +30,9 @@ type statusDoc struct {
 		Blobs       int64 `json:"blobs"`
 	} `json:"storage"`
 	Ingest struct {
-		PerMinute float64 `json:"per_minute"`
-		Total     int64   `json:"total"`
+		PerMinute     float64 `json:"per_minute"`
+		Total         int64   `json:"total"`
+		WindowSeconds int     `json:"window_seconds"`
 	} `json:"ingest"`
 	Peers   []map[string]any `json:"peers"`
 	Sources []map[string]any `json:"sources"`
@@ -50,6 +51,8 @@ type statusData struct {
 	Peers     kvTable
 	Sources   kvTable
 	HasIngest bool
+	// IngestWindow is the rate's window in words ("5 min").
+	IngestWindow string
 }
 
 var peerColumns = []string{"name", "url", "state", "queued", "oldest_queued_age_s", "last_success", "last_error"}
@@ -132,6 +135,12 @@ func (h *Handler) statusPage(w http.ResponseWriter, r *http.Request, c *reqCtx) 
 		}
 		if !d.S.Started.IsZero() {
 			d.Uptime = time.Since(d.S.Started).Round(time.Second).String()
+		}
+		if w := d.S.Ingest.WindowSeconds; w > 0 {
+			d.IngestWindow = (time.Duration(w) * time.Second).String()
+			if w%60 == 0 {
+				d.IngestWindow = fmt.Sprintf("%d min", w/60)
+			}
 		}
 		d.Peers = table(d.S.Peers, peerColumns)
 		d.Sources = table(d.S.Sources, []string{"name", "type", "host", "owner", "state", "last_poll", "last_error"})

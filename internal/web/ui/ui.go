@@ -16,9 +16,11 @@
 //   - Archived HTML never runs: it is sanitised with bluemonday and shown in
 //     a sandboxed iframe (no allow-scripts, no allow-same-origin) whose
 //     document comes from /messages/{id}/html with its own CSP
-//     (default-src 'none'; remote images blocked until asked for).
+//     (default-src 'none'; remote images blocked until asked for). The
+//     message's own cid: images are inlined as data: URIs before sanitising
+//     (inline.go).
 //   - A user-role account only ever sees its own mail: searches are scoped
-//     by the Searcher, single messages are checked with web.CanSee and
+//     by the Searcher, single messages are checked with web.Visible and
 //     another's message answers 404.
 //
 // Routes (all but /login and /static/ need a session):
@@ -30,9 +32,11 @@
 //	GET  /messages/{id}            message view
 //	GET  /messages/{id}/html       sanitised HTML body (iframe document)
 //	GET  /messages/{id}/source     raw source as text
-//	GET  /holds, POST /holds, POST /holds/{id}/release
+//	GET  /holds, POST /holds        holds (admin, auditor)
+//	POST /holds/{id}/release       release a hold (admin only)
 //	GET  /retention, POST /retention, POST /retention/run
-//	GET  /users, POST /users, POST /users/{name}/delete
+//	GET  /users, POST /users, POST /users/{name}/delete,
+//	POST /users/{name}/password    accounts (admin only)
 //	GET  /audit                    audit log with filters
 //	GET  /status                   node status dashboard
 //	GET  /static/...               embedded CSS and JS
@@ -190,13 +194,14 @@ func (h *Handler) routes() {
 	admin := func(u *auth.User) bool { return u.Role == auth.RoleAdmin }
 	h.mux.HandleFunc("GET /holds", h.page(seesAll, h.holdsPage))
 	h.mux.HandleFunc("POST /holds", h.page(seesAll, h.createHold))
-	h.mux.HandleFunc("POST /holds/{id}/release", h.page(seesAll, h.releaseHold))
+	h.mux.HandleFunc("POST /holds/{id}/release", h.page(admin, h.releaseHold)) // as DELETE /api/v1/holds/{id}
 	h.mux.HandleFunc("GET /retention", h.page(admin, h.retentionPage))
 	h.mux.HandleFunc("POST /retention", h.page(admin, h.saveRetention))
 	h.mux.HandleFunc("POST /retention/run", h.page(admin, h.runRetention))
 	h.mux.HandleFunc("GET /users", h.page(admin, h.usersPage))
 	h.mux.HandleFunc("POST /users", h.page(admin, h.addUser))
 	h.mux.HandleFunc("POST /users/{name}/delete", h.page(admin, h.deleteUser))
+	h.mux.HandleFunc("POST /users/{name}/password", h.page(admin, h.setPassword))
 	h.mux.HandleFunc("GET /audit", h.page(seesAll, h.auditPage))
 	h.mux.HandleFunc("GET /status", h.page(nil, h.statusPage))
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
