@@ -202,11 +202,12 @@ type mirrorPeer struct {
 }
 
 // newMirrorProc prepares a mirrored node in dir: its own node_name, HTTP
-// port, mirror port, secret file and peers (SMTP off). Reconfigure it with
+// port, SMTP port, mirror port, secret file and peers. Reconfigure it with
 // writeMirrorConfig before a restart.
 func newMirrorProc(t *testing.T, dir, name string, secret string, peers ...mirrorPeer) *proc {
 	t.Helper()
-	p := &proc{t: t, dir: dir, httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), mirrorPort: freePort(t)}
+	p := &proc{t: t, dir: dir, httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		smtpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), mirrorPort: freePort(t)}
 	p.config = filepath.Join(dir, "mailarc.toml")
 	p.writeMirrorConfig(name, secret, peers...)
 	t.Cleanup(func() { p.kill() })
@@ -221,7 +222,7 @@ func (p *proc) writeMirrorConfig(name, secret string, peers ...mirrorPeer) {
 		p.t.Fatal(err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "node_name = %q\ndata_dir = %q\n[http]\nlisten = %q\n[smtp]\nlisten = []\n", name, filepath.Join(p.dir, "data"), p.httpAddr)
+	fmt.Fprintf(&b, "node_name = %q\ndata_dir = %q\n[http]\nlisten = %q\n[smtp]\nlisten = [%q]\n", name, filepath.Join(p.dir, "data"), p.httpAddr, p.smtpAddr)
 	fmt.Fprintf(&b, "[mirror]\nlisten = \"127.0.0.1:%d\"\nshared_secret_file = %q\n", p.mirrorPort, secretFile)
 	for _, pr := range peers {
 		fmt.Fprintf(&b, "[[mirror.peers]]\nname = %q\nurl = \"https://127.0.0.1:%d\"\n", pr.name, pr.port)

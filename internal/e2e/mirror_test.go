@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/mailarc/mailarc/internal/testutil"
 )
@@ -84,6 +85,14 @@ func mirrorMsg(tag string, i int) []byte {
 // returns id -> raw of every acknowledged one.
 func ingest(t *testing.T, p *proc, tag string, from, n, c int) map[string][]byte {
 	t.Helper()
+	return ingestVia(t, p, tag, from, n, c, 0)
+}
+
+// ingestVia is ingest with every smtpEvery-th message (smtpEvery > 0) sent
+// over SMTP (one session per client) instead of the API; the archive id in
+// the SMTP reply must be the SHA-256 of the bytes sent.
+func ingestVia(t *testing.T, p *proc, tag string, from, n, c, smtpEvery int) map[string][]byte {
+	t.Helper()
 	var mu sync.Mutex
 	out := map[string][]byte{}
 	var wg sync.WaitGroup
@@ -93,16 +102,37 @@ func ingest(t *testing.T, p *proc, tag string, from, n, c int) map[string][]byte
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var sc *gosmtp.Client
+			defer func() {
+				if sc != nil {
+					_ = sc.Quit()
+				}
+			}()
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= from+n {
 					return
 				}
 				raw := mirrorMsg(tag, i)
-				code, body, err := p.do("POST", "/api/v1/messages", raw)
-				if err != nil || (code != 201 && code != 200) {
-					t.Errorf("ingest %s %d: %d %v %s", tag, i, code, err, body)
-					return
+				if smtpEvery > 0 && i%smtpEvery == 0 {
+					var err error
+					if sc == nil {
+						if sc, err = dialSMTP(p.smtpAddr); err != nil {
+							t.Errorf("ingest %s %d over SMTP: %v", tag, i, err)
+							return
+						}
+					}
+					id, err := sendOn(sc, "sender@example.com", []string{"archive@example.com"}, raw)
+					if err != nil || id != sha(raw) {
+						t.Errorf("ingest %s %d over SMTP: id %s, want %s: %v", tag, i, id, sha(raw), err)
+						return
+					}
+				} else {
+					code, body, err := p.do("POST", "/api/v1/messages", raw)
+					if err != nil || (code != 201 && code != 200) {
+						t.Errorf("ingest %s %d: %d %v %s", tag, i, code, err, body)
+						return
+					}
 				}
 				mu.Lock()
 				out[sha(raw)] = raw
@@ -155,13 +185,23 @@ func drained(t *testing.T, p *proc, peer string, timeout time.Duration) {
 	})
 }
 
-func searchable(t *testing.T, p *proc, word string) {
+// searchCount waits until an exact-count search for word on p finds want
+// messages (every message of these tests has the word "mirrored").
+func searchCount(t *testing.T, p *proc, word string, want int, timeout time.Duration) {
 	t.Helper()
-	testutil.Eventually(t, 180*time.Second, word+" to be searchable on "+p.httpAddr, func() bool {
-		code, body, err := p.do("GET", "/api/v1/search?q="+url.QueryEscape(word), nil)
-		var r struct{ Total int }
-		return err == nil && code == 200 && json.Unmarshal(body, &r) == nil && r.Total == 1
-	})
+	deadline := time.Now().Add(timeout)
+	for {
+		got := soakSearchTotal(t, p, word)
+		switch {
+		case got == int64(want):
+			return
+		case got > int64(want):
+			t.Fatalf("a search for %q on %s counts %d, want %d (duplicates?)", word, p.httpAddr, got, want)
+		case time.Now().After(deadline):
+			t.Fatalf("a search for %q on %s counts %d after %s, want %d", word, p.httpAddr, got, timeout, want)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 func verifyOK(t *testing.T, p *proc) {
@@ -172,10 +212,13 @@ func verifyOK(t *testing.T, p *proc) {
 	}
 }
 
-// TestMirrorTwoWayKillRestart: both nodes ingest at once and converge,
-// byte-identical and searchable; then B is killed, A ingests more and is
-// restarted while B is down, B returns and gets everything exactly once.
+// TestMirrorTwoWayKillRestart: both nodes ingest at once, over the API and
+// SMTP, and converge, byte-identical and fully searchable; then B is killed
+// while A ingests 2,000 more, A is restarted while B is down, and B returns
+// and gets everything exactly once with A's queue drained.
 func TestMirrorTwoWayKillRestart(t *testing.T) {
+	t0 := time.Now()
+	step := func(what string) { t.Logf("%6.1fs %s", time.Since(t0).Seconds(), what) }
 	a, b := mirrorPair(t)
 	a.start()
 	b.start()
@@ -183,37 +226,62 @@ func TestMirrorTwoWayKillRestart(t *testing.T) {
 	var ma, mb map[string][]byte
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); ma = ingest(t, a, "a", 0, n, 6) }()
-	go func() { defer wg.Done(); mb = ingest(t, b, "b", 0, n, 6) }()
+	go func() { defer wg.Done(); ma = ingestVia(t, a, "a", 0, n, 6, 3) }()
+	go func() { defer wg.Done(); mb = ingestVia(t, b, "b", 0, n, 6, 3) }()
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	step("4,000 ingested (a third over SMTP)")
 	all := merge(ma, mb)
 	converged(t, a, all, 120*time.Second)
 	converged(t, b, all, 120*time.Second)
 	drained(t, a, "arc-b", 120*time.Second)
 	drained(t, b, "arc-a", 120*time.Second)
-	searchable(t, b, "toka7")
-	searchable(t, a, "tokb123")
+	step("converged")
+	searchCount(t, a, "mirrored", len(all), 180*time.Second)
+	searchCount(t, b, "mirrored", len(all), 180*time.Second)
+	step("searchable")
 	out, code := cli(t, nil, "peers", "--server", "http://"+a.httpAddr)
 	if code != 0 || !strings.Contains(out, "arc-b") || !strings.Contains(out, "online") {
 		t.Fatalf("mailarc peers: %d\n%s", code, out)
 	}
 
+	// B dies while A is ingesting (some of the batch reached it already).
+	base := len(all)
+	var more map[string][]byte
+	wg.Add(1)
+	go func() { defer wg.Done(); more = ingestVia(t, a, "a", n, n, 4, 3) }()
+	testutil.Eventually(t, 120*time.Second, "arc-b to receive part of the new batch", func() bool {
+		st, ok := b.status()
+		return ok && st.Counts.Archived >= int64(base+100)
+	})
 	b.kill()
-	more := ingest(t, a, "a", n, 100, 4)
-	testutil.Eventually(t, 120*time.Second, "arc-b to show offline with 100 queued", func() bool {
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	step("B killed during 2,000 more on A")
+	var queued int64
+	testutil.Eventually(t, 120*time.Second, "arc-b to show offline with a queue", func() bool {
 		pr, _, ok := a.peer("arc-b")
-		return ok && pr.State == "offline" && pr.Queued == 100 && pr.LastError != ""
+		queued = pr.Queued
+		return ok && pr.State == "offline" && pr.Queued > 0 && pr.LastError != ""
 	})
 	a.stop()
 	a.start()
-	if pr, _, _ := a.peer("arc-b"); pr.Queued != 100 {
-		t.Fatalf("after restart arc-a owes arc-b %d, want 100", pr.Queued)
+	if pr, _, _ := a.peer("arc-b"); pr.Queued != queued {
+		t.Fatalf("after restart arc-a owes arc-b %d, want %d as before", pr.Queued, queued)
 	}
+	t.Logf("arc-a owed arc-b %d of the 2,000 when restarted", queued)
 	b.start()
 	all = merge(all, more)
 	converged(t, b, all, 120*time.Second)
 	drained(t, a, "arc-b", 180*time.Second)
 	converged(t, a, all, 10*time.Second)
+	searchCount(t, a, "mirrored", len(all), 180*time.Second)
+	searchCount(t, b, "mirrored", len(all), 180*time.Second)
+	step("B back: converged and searchable")
 	noMirrorTrouble(t, a, b)
 	a.stop()
 	b.stop()
@@ -247,6 +315,7 @@ func TestMirrorTwoWayKillRestart(t *testing.T) {
 	a.start()
 	converged(t, b, merge(all, late), 180*time.Second)
 	drained(t, a, "arc-b", 120*time.Second)
+	step("certificate repair")
 }
 
 // noMirrorTrouble fails when a node logged a parked message or a protocol error.
@@ -440,8 +509,10 @@ func TestMirrorFaultProxy(t *testing.T) {
 }
 
 // TestMirrorRefusals: wrong secret, another release, a node peering with
-// itself and a duplicate node name are refused with the named state; nothing
-// crosses, the queue is kept, and mirroring resumes once fixed.
+// itself and a duplicate node name are refused with the named state, logged
+// with the reason on both nodes where both refuse; nothing crosses, the
+// queue is kept, and mirroring resumes by itself once the broken node's
+// configuration is fixed and only that node restarted.
 func TestMirrorRefusals(t *testing.T) {
 	otherBin := filepath.Join(t.TempDir(), "mailarc-9.9.9")
 	build := exec.Command("go", "build", "-tags", "sqlite_fts5", "-ldflags", "-X github.com/mailarc/mailarc/internal/version.Version=9.9.9",
@@ -454,21 +525,33 @@ func TestMirrorRefusals(t *testing.T) {
 		state     string
 		msg       string
 		bothSides bool
-		breakIt   func(a, b *proc)
-		fixIt     func(a, b *proc)
+		// bLog is the reason arc-b logs ("" when arc-b takes no part).
+		bLog    string
+		breakIt func(a, b *proc)
+		// fixIt repairs the configuration and returns the node to restart.
+		fixIt func(a, b *proc) *proc
 	}{
-		{"wrong secret", "unauthorized", "unauthorized", true,
+		{"wrong secret", "unauthorized", "unauthorized", true, "unauthorized: arc-a did not prove the shared secret",
 			func(a, b *proc) { b.writeMirrorConfig("arc-b", otherSecret, mirrorPeer{"arc-a", a.mirrorPort}) },
-			func(a, b *proc) { b.writeMirrorConfig("arc-b", mirrorSecret, mirrorPeer{"arc-a", a.mirrorPort}) }},
-		{"version", "version_mismatch", "version_mismatch (local 0.1.0-dev, peer 9.9.9)", true,
+			func(a, b *proc) *proc {
+				b.writeMirrorConfig("arc-b", mirrorSecret, mirrorPeer{"arc-a", a.mirrorPort})
+				return b
+			}},
+		{"version", "version_mismatch", "version_mismatch (local 0.1.0-dev, peer 9.9.9)", true, "version_mismatch (local 9.9.9, peer 0.1.0-dev)",
 			func(a, b *proc) { b.bin = otherBin },
-			func(a, b *proc) { b.bin = "" }},
-		{"self", "refused", "itself", false,
+			func(a, b *proc) *proc { b.bin = ""; return b }},
+		{"self", "refused", "itself", false, "",
 			func(a, b *proc) { a.writeMirrorConfig("arc-a", mirrorSecret, mirrorPeer{"arc-b", a.mirrorPort}) },
-			func(a, b *proc) { a.writeMirrorConfig("arc-a", mirrorSecret, mirrorPeer{"arc-b", b.mirrorPort}) }},
-		{"duplicate name", "refused", "duplicate node name", false,
+			func(a, b *proc) *proc {
+				a.writeMirrorConfig("arc-a", mirrorSecret, mirrorPeer{"arc-b", b.mirrorPort})
+				return a
+			}},
+		{"duplicate name", "refused", "duplicate node name", false, "duplicate node name",
 			func(a, b *proc) { b.writeMirrorConfig("arc-a", mirrorSecret, mirrorPeer{"arc-a", a.mirrorPort}) },
-			func(a, b *proc) { b.writeMirrorConfig("arc-b", mirrorSecret, mirrorPeer{"arc-a", a.mirrorPort}) }},
+			func(a, b *proc) *proc {
+				b.writeMirrorConfig("arc-b", mirrorSecret, mirrorPeer{"arc-a", a.mirrorPort})
+				return b
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -488,16 +571,19 @@ func TestMirrorRefusals(t *testing.T) {
 				})
 			}
 			if !strings.Contains(a.log.String(), tc.msg) {
-				t.Errorf("arc-a's log does not name the reason %q", tc.msg)
+				t.Errorf("arc-a's log does not name the reason %q:\n%s", tc.msg, a.log.String())
+			}
+			if tc.bLog != "" {
+				testutil.Eventually(t, 60*time.Second, "arc-b to log the reason", func() bool {
+					return strings.Contains(b.log.String(), tc.bLog)
+				})
 			}
 			if st, _ := b.status(); st.Counts.Archived != 0 {
 				t.Fatalf("%d messages crossed a refused link", st.Counts.Archived)
 			}
-			b.stop()
-			a.stop()
-			tc.fixIt(a, b)
-			a.start()
-			b.start()
+			fixed := tc.fixIt(a, b)
+			fixed.stop()
+			fixed.start()
 			converged(t, b, sent, 180*time.Second)
 			drained(t, a, "arc-b", 180*time.Second)
 			a.stop()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -103,16 +104,34 @@ func (m *Mirror) UsersChanged() {
 }
 
 // noteHello records a peer's hello (either direction): its policy digest
-// for drift, and its store instance and feed head. A new peer, a changed
-// instance (rebuilt, restored) or a head that went backwards (restored from
-// a backup) requests an anti-entropy pass; the last two also reset the
-// peer's cursor and what we believed it holds.
+// for drift, its max_message_size, and its store instance and feed head. A
+// new peer, a changed instance (rebuilt, restored) or a head that went
+// backwards (restored from a backup) requests an anti-entropy pass; the
+// last two also reset the peer's cursor and what we believed it holds.
+//
+// The peer's lanes connect concurrently, so its hellos may be noted in
+// another order than it built them while mail flows and the head grows. A
+// hello of the same peer process (boot) with a lower hello sequence than
+// one already noted, or of a process already replaced by a newer one, is
+// stale and ignored; heads are compared only in order, so a lower head
+// means a restarted peer lost history.
 func (m *Mirror) noteHello(ctx context.Context, p *peer, h Hello) {
+	m.helloMu.Lock()
+	defer m.helloMu.Unlock()
+	if h.Boot != "" && ((h.Boot == p.boot && h.HelloSeq <= p.helloSeq) || slices.Contains(p.pastBoots, h.Boot)) {
+		return // built before a hello we already noted
+	}
+	if h.Boot != p.boot && p.boot != "" {
+		p.pastBoots = append(p.pastBoots, p.boot)
+		if len(p.pastBoots) > 8 {
+			p.pastBoots = p.pastBoots[1:]
+		}
+	}
+	p.boot, p.helloSeq = h.Boot, h.HelloSeq
 	p.mu.Lock()
 	p.policy, p.policySummary, p.policySeen = h.Policy, h.PolicySummary, true
 	p.mu.Unlock()
-	m.helloMu.Lock()
-	defer m.helloMu.Unlock()
+	p.maxMsg.Store(h.MaxMessage)
 	name := p.cfg.Name
 	row, ok, err := m.tab.aeLoad(ctx, name)
 	if err != nil {
@@ -134,21 +153,30 @@ func (m *Mirror) noteHello(ctx context.Context, p *peer, h Hello) {
 		reason = fmt.Sprintf("feed head of %s went backwards (%d, was %d): restored from a backup", name, h.Head, row.Head)
 	}
 	if reason != "" {
-		m.log.Warn("mirror: peer lost history; re-offering everything and running anti-entropy", "peer", name, "reason", reason)
-		if err := m.cat.ResetPeerCursor(ctx, name); err != nil {
-			m.log.Warn("mirror: reset cursor", "peer", name, "err", err)
-		}
-		if err := m.tab.aeForget(ctx, name, reason); err != nil {
-			m.log.Warn("mirror: anti-entropy state", "peer", name, "err", err)
-		}
-		signal(p.aeWake)
-		signal(p.work)
+		m.lostHistory(ctx, p, reason)
 	}
 	if row.Instance != h.Instance || row.Head != h.Head {
 		if err := m.tab.aeSeen(ctx, name, h.Instance, h.Head); err != nil {
 			m.log.Warn("mirror: anti-entropy state", "peer", name, "err", err)
 		}
 	}
+}
+
+// lostHistory handles a peer that lost mail it had (rebuilt, restored from
+// a backup): its push cursor is reset, so the whole feed is offered again,
+// what we believed it holds is forgotten (purge safety), and an
+// anti-entropy pass is requested. The caller holds m.helloMu.
+func (m *Mirror) lostHistory(ctx context.Context, p *peer, reason string) {
+	name := p.cfg.Name
+	m.log.Warn("mirror: peer lost history; re-offering everything and running anti-entropy", "peer", name, "reason", reason)
+	if err := m.cat.ResetPeerCursor(ctx, name); err != nil {
+		m.log.Warn("mirror: reset cursor", "peer", name, "err", err)
+	}
+	if err := m.tab.aeForget(ctx, name, reason); err != nil {
+		m.log.Warn("mirror: anti-entropy state", "peer", name, "err", err)
+	}
+	signal(p.aeWake)
+	signal(p.work)
 }
 
 // aeLoop runs anti-entropy passes and account syncs with one peer, over
@@ -382,6 +410,11 @@ func (m *Mirror) runPass(ctx context.Context, p *peer, s *session, row aeRow, re
 		verified++
 		if err := save(); err != nil {
 			return err
+		}
+		if m.hooks.aeBucketDone != nil {
+			if err := m.hooks.aeBucketDone(name, k); err != nil {
+				return err
+			}
 		}
 	}
 	if ps.failed > 0 {
@@ -782,7 +815,7 @@ func (a *aeServer) handle(ctx context.Context, w *writer, f frame) error {
 			return err
 		}
 		for _, id := range ids {
-			payload, res, reason := m.encodeHeld(ctx, id)
+			payload, res, reason := m.encodeHeld(ctx, m.peers[a.from], id)
 			if payload != nil {
 				err = w.write(framePut, payload)
 			} else {
@@ -817,8 +850,9 @@ func (a *aeServer) handle(ctx context.Context, w *writer, f frame) error {
 }
 
 // encodeHeld builds a put payload for a held message, or a result when it
-// cannot be sent (purged here, not held, damaged, temporarily unreadable).
-func (m *Mirror) encodeHeld(ctx context.Context, id string) ([]byte, byte, string) {
+// cannot be sent to p (purged here, not held, larger than p accepts,
+// damaged, temporarily unreadable).
+func (m *Mirror) encodeHeld(ctx context.Context, p *peer, id string) ([]byte, byte, string) {
 	it, err := m.cat.Get(ctx, id)
 	if errors.Is(err, archive.ErrCatalogNotFound) {
 		if t, err := m.cat.IsTombstoned(ctx, []string{id}); err == nil && t[id] {
@@ -828,6 +862,9 @@ func (m *Mirror) encodeHeld(ctx context.Context, id string) ([]byte, byte, strin
 	}
 	if err != nil {
 		return nil, resRetry, "temporary: catalog"
+	}
+	if reason := tooLarge(p, it.Size); reason != "" {
+		return nil, resRejected, reason
 	}
 	data, err := m.arch.Raw(ctx, id)
 	if errors.Is(err, archive.ErrNotFound) {

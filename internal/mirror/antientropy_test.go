@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -309,5 +312,189 @@ func TestUserSyncLastWriterWins(t *testing.T) {
 	}
 	if n, err := b.MergeUsers(ctx, []byte(`[{"name":"evil","password_hash":"plain","role":"admin","updated":99999999999}]`)); err != nil || n != 0 {
 		t.Fatalf("a record without an argon2id hash was accepted: %d %v", n, err)
+	}
+}
+
+// ingestSpread ingests n messages tagged tag into node (origin peer:arc-x,
+// so only anti-entropy moves them), dated 33 days apart so that a pass has
+// many top-level buckets.
+func ingestSpread(t *testing.T, node *testNode, tag string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		at := time.Unix(1500000000+int64(i)*33*secondsPerDay, 0)
+		if _, err := node.arch.Ingest(ctx, testMsg(tag, i), archive.Origin{Source: "peer:arc-x", Arrival: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAntiEntropyResume: a pass stopped part-way (the mirror shut down
+// after three top-level buckets) keeps its persisted progress; the
+// reopened mirror resumes the same pass, skips the verified buckets and
+// completes it, without starting over.
+func TestAntiEntropyResume(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pb, pc := freePort(t), freePort(t)
+	const stopAfter = 3
+	var mu sync.Mutex
+	var first, second []string
+	stopped := make(chan struct{})
+	var bn *testNode // set before the mirror starts, read by the hook
+	var logB *testutil.SyncBuffer
+	b := openNodeOpts(t, "arc-b", pb, map[string]int{"arc-c": pc}, nodeOpts{
+		cfg: func(c *Config) { logB = captureLog(c) },
+		before: func(n *testNode) {
+			bn = n
+			ingestSpread(t, n, "b", 16)
+		},
+		hooks: hooks{aeBucketDone: func(peer, bucket string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			first = append(first, bucket)
+			if len(first) == stopAfter {
+				bn.m.cancel() // shut down here, as a crash or restart would
+				close(stopped)
+				return errors.New("test: stopped mid-pass")
+			}
+			return nil
+		}},
+	})
+	c := openNodeOpts(t, "arc-c", pc, map[string]int{"arc-b": pb}, nodeOpts{before: func(n *testNode) { ingestSpread(t, n, "c", 6) }})
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first pass never reached the stop point")
+	}
+	tab := b.m.tab
+	b.stopMirror(t)
+	row, _, err := tab.aeLoad(ctx, "arc-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := tab.aeDoneSet(ctx, "arc-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.PassStarted == 0 || row.Verified != stopAfter || len(done) != stopAfter || row.Total <= stopAfter+1 || row.Passes != 0 {
+		t.Fatalf("after the stop: pass_started %d, verified %d of %d, %d buckets done, %d passes; want a pass in progress with %d verified",
+			row.PassStarted, row.Verified, row.Total, len(done), row.Passes, stopAfter)
+	}
+	for _, k := range first {
+		if !done[k] {
+			t.Fatalf("verified bucket %s not persisted (done: %v)", k, done)
+		}
+	}
+	b.startMirror(t, hooks{aeBucketDone: func(peer, bucket string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		second = append(second, bucket)
+		return nil
+	}})
+	waitPass(t, b, 1)
+	after, _, err := b.m.tab.aeLoad(ctx, "arc-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, k := range second {
+		if done[k] {
+			t.Fatalf("the resumed pass verified bucket %s again (started over?)", k)
+		}
+	}
+	if after.Passes != 1 || after.PassReason != "first contact" || int64(len(first)+len(second)) != after.Total || after.Verified != after.Total {
+		t.Fatalf("resumed pass: %d passes, reason %q, %d+%d buckets for %d total, verified %d", after.Passes, after.PassReason, len(first), len(second), after.Total, after.Verified)
+	}
+	if !strings.Contains(logB.String(), "anti-entropy pass resumed") {
+		t.Fatalf("no resume logged:\n%s", logB.String())
+	}
+	// The resumed pass did its job: both hold all 22 messages.
+	for _, n := range []*testNode{b, c} {
+		testutil.Eventually(t, 30*time.Second, n.name+" to hold every message", func() bool {
+			s, err := n.cat.Stats(ctx)
+			return err == nil && s.Messages == 22
+		})
+	}
+	all := append(append([]string{}, first...), second...)
+	sort.Strings(all)
+	for i := 1; i < len(all); i++ {
+		if all[i] == all[i-1] {
+			t.Fatalf("bucket %s verified twice", all[i])
+		}
+	}
+}
+
+// TestAntiEntropyPeriodic: with anti_entropy_interval of a second, passes
+// with reason "periodic" complete on their own, without RequestSync.
+func TestAntiEntropyPeriodic(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pb, pc := freePort(t), freePort(t)
+	var logB *testutil.SyncBuffer
+	b := openNodeOpts(t, "arc-b", pb, map[string]int{"arc-c": pc}, nodeOpts{cfg: func(c *Config) {
+		logB = captureLog(c)
+		c.AntiEntropyInterval = time.Second
+	}})
+	c := openNode(t, "arc-c", pc, map[string]int{"arc-b": pb})
+	waitPass(t, b, 1)
+	// Mail only anti-entropy moves (peer origin), added after the first pass.
+	ingestSpread(t, c, "c", 4)
+	testutil.Eventually(t, 30*time.Second, "a periodic pass to complete and bring the mail", func() bool {
+		r, _, err := b.m.tab.aeLoad(ctx, "arc-c")
+		s, _ := b.cat.Stats(ctx)
+		return err == nil && r.Passes >= 2 && r.PassReason == "periodic" && r.PassStarted == 0 && s.Messages == 4
+	})
+	if l := logB.String(); !strings.Contains(l, `anti-entropy pass started" peer=arc-c reason=periodic`) {
+		t.Fatalf("no periodic pass logged:\n%s", l)
+	}
+}
+
+// TestNoteHelloOrder: hellos noted out of order (the peer's lanes connect
+// concurrently while its head grows) are not taken for a restore; a lower
+// head from a new peer process is, and resets the peer's cursor.
+func TestNoteHelloOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var logA *testutil.SyncBuffer
+	a := openNodeOpts(t, "arc-a", freePort(t), map[string]int{"arc-b": freePort(t)}, nodeOpts{cfg: func(c *Config) { logA = captureLog(c) }})
+	p := a.m.peers["arc-b"]
+	hello := func(boot string, seq, head int64) Hello {
+		return Hello{Node: "arc-b", Instance: "inst-b", Boot: boot, HelloSeq: seq, Head: head, MaxMessage: 1000 + seq}
+	}
+	a.m.noteHello(ctx, p, hello("boot1", 1, 10))
+	a.m.noteHello(ctx, p, hello("boot1", 3, 30))
+	if err := a.cat.SetPeerCursor(ctx, "arc-b", 5); err != nil {
+		t.Fatal(err)
+	}
+	a.m.noteHello(ctx, p, hello("boot1", 2, 20)) // built before seq 3: stale
+	row, _, err := a.m.tab.aeLoad(ctx, "arc-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := a.cat.PeerCursor(ctx, "arc-b"); c != 5 || row.Head != 30 || p.maxMsg.Load() != 1003 || strings.Contains(logA.String(), "lost history") {
+		t.Fatalf("a stale hello was noted: cursor %d, head %d, max %d\n%s", c, row.Head, p.maxMsg.Load(), logA.String())
+	}
+	a.m.noteHello(ctx, p, hello("boot2", 1, 25)) // restarted with fewer messages
+	row, _, err = a.m.tab.aeLoad(ctx, "arc-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := a.cat.PeerCursor(ctx, "arc-b"); c != 0 || row.Head != 25 || !strings.Contains(logA.String(), "feed head of arc-b went backwards (25, was 30)") {
+		t.Fatalf("a restarted peer with a lower head was not handled as restored: cursor %d, head %d\n%s", c, row.Head, logA.String())
+	}
+	// A late hello of the replaced process is stale too.
+	if err := a.cat.SetPeerCursor(ctx, "arc-b", 7); err != nil {
+		t.Fatal(err)
+	}
+	a.m.noteHello(ctx, p, hello("boot2", 2, 40))
+	a.m.noteHello(ctx, p, hello("boot1", 4, 35))
+	row, _, err = a.m.tab.aeLoad(ctx, "arc-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := a.cat.PeerCursor(ctx, "arc-b"); c != 7 || row.Head != 40 || strings.Count(logA.String(), "lost history") != 1 {
+		t.Fatalf("a hello of the replaced process was noted: cursor %d, head %d\n%s", c, row.Head, logA.String())
 	}
 }

@@ -35,7 +35,10 @@
 // max_message_size plus a small margin.
 //
 //	H  hello (JSON): proto_min, proto_max, version, node, cluster, instance,
-//	   head, lane. Both sides send one, then each sends a verdict.
+//	   head, lane, max_message_size, boot, hello_seq. Both sides send one,
+//	   then each sends a verdict. boot identifies the sending process and
+//	   hello_seq numbers its hellos in the order they read head, so a hello
+//	   noted after a later one of the same process is ignored as stale.
 //	V  verdict (JSON): {"ok":true} or {"ok":false,"code":STATE,"message":...}.
 //	   A hello is refused for another release (version_mismatch (local X,
 //	   peer Y)), a connection to itself (same store instance), a duplicate
@@ -73,9 +76,11 @@
 // # Anti-entropy
 //
 // A third lane per peer ("ae", its own connection) runs anti-entropy
-// passes: on first contact, when the peer's hello shows another store
-// instance id or a lower feed head than last seen (both also reset the
-// peer's push cursor and what we believed it holds), every
+// passes: on first contact, when the peer lost history (all three also
+// reset the peer's push cursor and what we believed it holds: its hello
+// shows another store instance id, or a lower feed head than the last
+// non-stale hello, or, checked with a lack query whenever the backlog lane
+// connects, it lacks the newest message it acknowledged), every
 // Config.AntiEntropyInterval (default 24 h) and on demand (RequestSync).
 // It also reconnects every ProbeInterval (5 min) and on account changes to
 // exchange user records and refresh the peer's hello.
@@ -126,7 +131,9 @@
 // copy is deduplicated, group-committed and indexed like any other mail;
 // it answers stored only once the archive reports the message durable.
 // Results are per item and may come in any order. A rejected item is
-// parked (catalog table mirror_parked) and never blocks the rest.
+// parked (catalog table mirror_parked) and never blocks the rest; so is a
+// message larger than the max_message_size the peer announced in its
+// hello, without being sent (anti-entropy answers a get of one rejected).
 //
 // # Retry
 //

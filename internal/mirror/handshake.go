@@ -45,6 +45,14 @@ type Hello struct {
 	Instance string `json:"instance"`
 	Head     int64  `json:"head"`
 	Lane     string `json:"lane,omitempty"`
+	// MaxMessage is the node's max_message_size: a sender parks larger
+	// messages for this node instead of sending them.
+	MaxMessage int64 `json:"max_message_size,omitempty"`
+	// Boot identifies the sending process; HelloSeq numbers its hellos in
+	// the order it read Head, so the receiver can ignore a stale hello
+	// instead of taking its lower head for a restore.
+	Boot     string `json:"boot,omitempty"`
+	HelloSeq int64  `json:"hello_seq,omitempty"`
 	// Policy is a digest of the node's retention policies and active
 	// holds, PolicySummary a one-line description (policy drift).
 	Policy        string `json:"policy,omitempty"`

@@ -3,7 +3,9 @@ package mirror
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,13 +120,30 @@ type Mirror struct {
 
 	maxFrame int
 
-	helloMu sync.Mutex // serialises noteHello
+	helloMu sync.Mutex // serialises noteHello and lostHistory
+
+	// boot identifies this process in our hellos; helloSeq numbers them in
+	// the order they read the feed head (under seqMu), so a peer can tell
+	// a stale hello from a lower head.
+	boot     string
+	seqMu    sync.Mutex
+	helloSeq int64
+
+	// hooks are test-only instrumentation (nil in production).
+	hooks hooks
 
 	ln      net.Listener
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	connsMu sync.Mutex
 	conns   map[net.Conn]struct{}
+}
+
+// hooks lets in-package tests observe and interrupt the mirror.
+type hooks struct {
+	// aeBucketDone is called after a top-level bucket of an anti-entropy
+	// pass was verified and persisted; an error aborts the pass there.
+	aeBucketDone func(peer, bucket string) error
 }
 
 // peer is the runtime state of one configured peer.
@@ -143,6 +162,16 @@ type peer struct {
 
 	busy        atomic.Bool  // the backlog lane is pushing a batch
 	inflightEnd atomic.Int64 // last seq of the backlog lane's batch
+
+	// maxMsg is the peer's max_message_size from its latest hello (0:
+	// unknown); larger messages are parked instead of sent.
+	maxMsg atomic.Int64
+
+	// boot and helloSeq of the peer's latest noted hello, and the boots
+	// of its processes seen before that one (under helloMu).
+	boot      string
+	helloSeq  int64
+	pastBoots []string
 
 	mu          sync.Mutex
 	state       string
@@ -204,8 +233,12 @@ func New(ctx context.Context, cfg Config, arch *archive.Archive) (*Mirror, error
 	if cfg.LeaseInterval <= 0 {
 		cfg.LeaseInterval = 10 * time.Second
 	}
+	var boot [8]byte
+	if _, err := rand.Read(boot[:]); err != nil {
+		return nil, fmt.Errorf("mirror: boot id: %w", err)
+	}
 	m := &Mirror{cfg: cfg, arch: arch, cat: arch.Catalog(), log: cfg.Logger, peers: map[string]*peer{},
-		ownFP: Fingerprint(cfg.Certificate.Certificate[0]), conns: map[net.Conn]struct{}{}}
+		ownFP: Fingerprint(cfg.Certificate.Certificate[0]), conns: map[net.Conn]struct{}{}, boot: hex.EncodeToString(boot[:])}
 	m.maxFrame = int(cfg.MaxMessageSize + cfg.MaxMessageSize/64 + maxMetaLen + 1024)
 	for _, p := range cfg.Peers {
 		addr, err := peerAddr(p.URL)
@@ -253,12 +286,17 @@ func peerAddr(raw string) (string, error) {
 
 // hello is our hello for a new connection.
 func (m *Mirror) hello(ctx context.Context, lane string) Hello {
+	m.seqMu.Lock()
+	m.helloSeq++
+	seq := m.helloSeq
 	head, err := m.cat.Head(ctx)
+	m.seqMu.Unlock()
 	if err != nil {
 		m.log.Warn("mirror: reading feed head", "err", err)
 	}
 	h := Hello{ProtoMin: protoMin, ProtoMax: protoMax, Version: m.cfg.Version, Node: m.cfg.NodeName,
-		Cluster: ClusterID(m.cfg.Secrets[0]), Instance: m.cfg.Instance, Head: head, Lane: lane}
+		Cluster: ClusterID(m.cfg.Secrets[0]), Instance: m.cfg.Instance, Head: head, Lane: lane,
+		MaxMessage: m.cfg.MaxMessageSize, Boot: m.boot, HelloSeq: seq}
 	if m.cfg.Policy != nil {
 		h.Policy, h.PolicySummary = m.cfg.Policy(ctx)
 	}

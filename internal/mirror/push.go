@@ -120,6 +120,9 @@ func (m *Mirror) ping(s *session) error {
 // batch, advancing the cursor over the contiguous finished prefix.
 func (m *Mirror) backlogLoop(ctx context.Context, p *peer, s *session) error {
 	defer p.busy.Store(false)
+	if err := m.checkPeerHolds(ctx, p, s); err != nil {
+		return err
+	}
 	for {
 		cursor, err := m.cat.PeerCursor(ctx, p.cfg.Name)
 		if err != nil {
@@ -159,6 +162,80 @@ func (m *Mirror) backlogLoop(ctx context.Context, p *peer, s *session) error {
 			return errRetryItems
 		}
 	}
+}
+
+// holdsWindow is how far below the cursor checkPeerHolds looks for the
+// newest message the peer acknowledged.
+const holdsWindow = 256
+
+// checkPeerHolds asks the peer, once per backlog connection, whether it
+// still holds the newest message it acknowledged (the last pushable,
+// unparked entry at or below its cursor). A peer restored from a backup
+// lacks it even when it has archived enough since the restore that its
+// feed head no longer looks lower than before; then the peer is handled as
+// having lost history (cursor reset, anti-entropy pass).
+func (m *Mirror) checkPeerHolds(ctx context.Context, p *peer, s *session) error {
+	name := p.cfg.Name
+	cursor, err := m.cat.PeerCursor(ctx, name)
+	if err != nil || cursor == 0 {
+		return err
+	}
+	items, err := m.cat.FeedAfter(ctx, max(0, cursor-holdsWindow), holdsWindow)
+	if err != nil {
+		return err
+	}
+	var last *archive.Message
+	for _, it := range items {
+		if it.Seq <= cursor && pushable(it) {
+			last = it
+		}
+	}
+	if last == nil {
+		return nil // nothing of ours near the cursor to check
+	}
+	parked, err := m.tab.isParked(ctx, name, last.ID)
+	if err != nil || parked {
+		return err
+	}
+	raw, err := hex.DecodeString(last.ID)
+	if err != nil || len(raw) != 32 {
+		return nil
+	}
+	if err := s.conn.SetDeadline(time.Now().Add(2 * time.Minute)); err != nil {
+		return fmt.Errorf("mirror: %w", err)
+	}
+	if err := writeFrame(s.conn, frameLack, raw); err != nil {
+		return err
+	}
+	f, err := readFrame(s.r, 1)
+	if err != nil {
+		return fmt.Errorf("mirror: lack answer: %w", err)
+	}
+	if f.typ != frameLackAns || len(f.payload) != 1 {
+		return fmt.Errorf("mirror: protocol error: bad lack answer (%q, %d bytes for 1 id)", f.typ, len(f.payload))
+	}
+	if err := s.conn.SetDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("mirror: %w", err)
+	}
+	if f.payload[0] != lackNeed {
+		return nil
+	}
+	m.helloMu.Lock()
+	defer m.helloMu.Unlock()
+	if now, err := m.cat.PeerCursor(ctx, name); err != nil || now < last.Seq {
+		return err // reset meanwhile (by a hello): nothing more to do
+	}
+	m.lostHistory(ctx, p, fmt.Sprintf("%s no longer holds message %s (seq %d here) it acknowledged: restored from a backup", name, last.ID, last.Seq))
+	return nil
+}
+
+// tooLarge returns why a message of size bytes is not sent to p ("" when
+// it may be): it exceeds the max_message_size p announced in its hello.
+func tooLarge(p *peer, size int64) string {
+	if limit := p.maxMsg.Load(); limit > 0 && size > limit {
+		return fmt.Sprintf("too large for %s: %d bytes, its max_message_size is %d", p.cfg.Name, size, limit)
+	}
+	return ""
 }
 
 // liveLoop pushes freshly committed mail right away while the backlog lane
@@ -387,9 +464,14 @@ func (m *Mirror) pushItems(ctx context.Context, p *peer, s *session, items []*ar
 }
 
 // preparePut reads, checks and compresses one message. When ok is false
-// the message is not sent: parked is true when it was parked (gone or
-// damaged locally), false after a read error worth retrying.
+// the message is not sent: parked is true when it was parked (larger than
+// the peer accepts, gone or damaged locally), false after a read error
+// worth retrying.
 func (m *Mirror) preparePut(ctx context.Context, p *peer, it *archive.Message) (payload []byte, ok, parked bool) {
+	if reason := tooLarge(p, it.Size); reason != "" {
+		m.parkLocal(ctx, p, it, reason)
+		return nil, false, true
+	}
 	data, err := m.arch.Raw(ctx, it.ID)
 	if errors.Is(err, archive.ErrNotFound) {
 		m.parkLocal(ctx, p, it, "blob missing locally (run mailarc verify)")

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/mailarc/mailarc/internal/archive"
 )
 
@@ -168,6 +170,9 @@ func (m *Mirror) receive(ctx context.Context, from string, payload []byte) ([32]
 		return id, resRejected, "bad metadata: " + err.Error()
 	}
 	data, err := m.dec.DecodeAll(zdata, nil)
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		return id, resRejected, fmt.Sprintf("%v (more than max_message_size, %d bytes)", archive.ErrTooLarge, m.cfg.MaxMessageSize)
+	}
 	if err != nil {
 		return id, resRejected, "corrupt compressed data: " + err.Error()
 	}

@@ -73,6 +73,7 @@ func (m *Mirror) PeersHave(ctx context.Context, ids []string) (ok map[string]boo
 		}
 		state := p.state
 		p.mu.Unlock()
+		m.met.heldBack.WithLabelValues(name).Set(float64(back))
 		if back > 0 {
 			holdingBack = append(holdingBack, name)
 		}

@@ -67,7 +67,7 @@ func (m *Mirror) Status(ctx context.Context) ([]PeerStatus, error) {
 			st.AntiEntropy.State = "running"
 			st.AntiEntropy.Reason = strings.TrimPrefix(st.AntiEntropy.Reason, "resume: ")
 		}
-		m.met.queued.WithLabelValues(name).Set(float64(st.Queued))
+		m.met.observe(name, st)
 		out = append(out, st)
 	}
 	return out, nil
@@ -174,12 +174,19 @@ func (r *rate) perSecond(now time.Time) float64 {
 	return float64(sum) / 60
 }
 
-// metrics are the mirror's Prometheus metrics.
+// metrics are the mirror's Prometheus metrics. The per-peer gauges are
+// refreshed from Status (every few seconds by refreshLoop, and on every
+// status request).
 type metrics struct {
-	queued  *prometheus.GaugeVec
-	pushedV *prometheus.CounterVec
-	state   *prometheus.GaugeVec
-	mu      sync.Mutex
+	queued      *prometheus.GaugeVec
+	oldestAge   *prometheus.GaugeVec
+	lastSuccess *prometheus.GaugeVec
+	aeVerified  *prometheus.GaugeVec
+	aeTotal     *prometheus.GaugeVec
+	heldBack    *prometheus.GaugeVec
+	pushedV     *prometheus.CounterVec
+	state       *prometheus.GaugeVec
+	mu          sync.Mutex
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -187,6 +194,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mailarc_mirror_queued",
 			Help: "Pushable messages after the peer's cursor (not yet confirmed by the peer).",
+		}, []string{"peer"}),
+		oldestAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailarc_mirror_oldest_queued_age_seconds",
+			Help: "Age of the oldest message still owed to the peer (0 when nothing is queued).",
+		}, []string{"peer"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailarc_mirror_last_success_timestamp_seconds",
+			Help: "Unix time the peer last confirmed storing a message pushed to it since this process started (0: not yet).",
+		}, []string{"peer"}),
+		aeVerified: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailarc_mirror_ae_buckets_verified",
+			Help: "Top-level buckets verified by the current or last anti-entropy pass with the peer.",
+		}, []string{"peer"}),
+		aeTotal: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailarc_mirror_ae_buckets_total",
+			Help: "Top-level buckets of the current or last anti-entropy pass with the peer.",
+		}, []string{"peer"}),
+		heldBack: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mailarc_mirror_purges_held_back",
+			Help: "Messages retention would purge but defers because the peer has not acknowledged them (purge_requires_peers).",
 		}, []string{"peer"}),
 		pushedV: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailarc_mirror_pushed_total",
@@ -198,9 +225,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"peer", "state"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.queued, m.pushedV, m.state)
+		reg.MustRegister(m.queued, m.oldestAge, m.lastSuccess, m.aeVerified, m.aeTotal, m.heldBack, m.pushedV, m.state)
 	}
 	return m
+}
+
+// observe sets a peer's gauges from its status.
+func (m *metrics) observe(peer string, st PeerStatus) {
+	m.queued.WithLabelValues(peer).Set(float64(st.Queued))
+	m.oldestAge.WithLabelValues(peer).Set(st.OldestQueuedAgeS)
+	last := 0.0
+	if st.LastSuccess != nil {
+		last = float64(st.LastSuccess.Unix())
+	}
+	m.lastSuccess.WithLabelValues(peer).Set(last)
+	m.aeVerified.WithLabelValues(peer).Set(float64(st.AntiEntropy.Verified))
+	m.aeTotal.WithLabelValues(peer).Set(float64(st.AntiEntropy.Total))
+	m.heldBack.WithLabelValues(peer).Set(float64(st.PurgesHeldBack))
 }
 
 func (m *metrics) pushed(peer, result string, n int) {

@@ -97,6 +97,15 @@ func (t *tables) park(ctx context.Context, peer, id string, seq int64, reason st
 	return nil
 }
 
+// isParked reports whether id is parked for peer.
+func (t *tables) isParked(ctx context.Context, peer, id string) (bool, error) {
+	var n int
+	if err := t.r.QueryRowContext(ctx, `SELECT count(*) FROM mirror_parked WHERE peer=? AND id=?`, peer, id).Scan(&n); err != nil {
+		return false, fmt.Errorf("mirror: parked %s for %s: %w", id, peer, err)
+	}
+	return n > 0, nil
+}
+
 func (t *tables) parkedCount(ctx context.Context, peer string) (int64, error) {
 	var n int64
 	if err := t.r.QueryRowContext(ctx, `SELECT count(*) FROM mirror_parked WHERE peer=?`, peer).Scan(&n); err != nil {
