@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailarc/mailarc/internal/audit"
 	"github.com/mailarc/mailarc/internal/auth"
+	"github.com/mailarc/mailarc/internal/web"
 )
 
 func runUser(ctx context.Context, args []string) error {
@@ -149,8 +150,7 @@ func (op *userOp) local(ctx context.Context, f *nodeFlags) error {
 			return err
 		}
 		op.role, op.addrs = after.Role, after.Addresses
-		if err := record(audit.ActionUserUpdate, map[string]any{"name": op.name, "role": after.Role, "addresses": nonNil(after.Addresses),
-			"before": map[string]any{"role": before.Role, "addresses": nonNil(before.Addresses)}}); err != nil {
+		if err := record(audit.ActionUserUpdate, web.UserUpdateDetail(before, after)); err != nil {
 			return err
 		}
 	}
@@ -240,7 +240,7 @@ func (c *apiClient) sendJSON(ctx context.Context, method, path string, in, out a
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return fmt.Errorf("encode the request to %s %s: %w", method, path, err)
 		}
 		body, ctype = bytes.NewReader(b), "application/json"
 	}
@@ -253,7 +253,10 @@ func (c *apiClient) sendJSON(ctx context.Context, method, path string, in, out a
 		_, err = io.Copy(io.Discard, resp.Body)
 		return err
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("bad answer to %s %s: %w", method, path, err)
+	}
+	return nil
 }
 
 // readPassword takes a new password from a file, MAILARC_NEW_PASSWORD, a

@@ -3,6 +3,8 @@
 // PEM: the certificate (0644) and a PKCS#8 ECDSA P-256 key (0600), written
 // atomically, key first, so a crash in between leaves a lone key that the
 // next start reports instead of silently pairing it with a new certificate.
+// LoadPool reads the CA certificates a client trusts instead of the system
+// roots (ca_file).
 package certs
 
 import (

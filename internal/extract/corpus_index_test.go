@@ -2,12 +2,10 @@ package extract_test
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/mailarc/mailarc/internal/index"
 	"github.com/mailarc/mailarc/internal/query"
 	"github.com/mailarc/mailarc/internal/testutil"
+	"github.com/mailarc/mailarc/internal/testutil/mailtest"
 )
 
 // sliceFeed is an index.Feed over fixed messages.
@@ -43,18 +42,9 @@ func (f *sliceFeed) Raw(_ context.Context, id string) ([]byte, error) {
 
 // withAttachment wraps a document as the base64 attachment of a message.
 func withAttachment(i int, filename, ct string, data []byte) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "From: corpus@test.example\r\nSubject: corpus document %d\r\nMIME-Version: 1.0\r\n"+
-		"Content-Type: multipart/mixed; boundary=CORPUS\r\n\r\n--CORPUS\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"+
-		"--CORPUS\r\nContent-Type: %s\r\nContent-Disposition: attachment; filename=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n\r\n",
-		i, ct, filename)
-	enc := base64.StdEncoding.EncodeToString(data)
-	for len(enc) > 76 {
-		b.WriteString(enc[:76] + "\r\n")
-		enc = enc[76:]
-	}
-	b.WriteString(enc + "\r\n--CORPUS--\r\n")
-	return []byte(b.String())
+	return []byte(mailtest.Multipart(fmt.Sprintf("From: corpus@test.example\r\nSubject: corpus document %d\r\n", i),
+		"Content-Type: text/plain\r\n\r\nsee attached\r\n",
+		mailtest.AttachmentPart(filename, ct, data)))
 }
 
 // TestCorpusSearchable indexes a fixed sample of the corpus documents of

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/mailarc/mailarc/internal/testutil/mailtest"
 )
 
 func TestRTF(t *testing.T) {
@@ -246,23 +248,8 @@ func TestCompressedRTF(t *testing.T) {
 
 func TestTNEFSynthetic(t *testing.T) {
 	t.Parallel()
-	var b bytes.Buffer
-	le := func(v any) { _ = binary.Write(&b, binary.LittleEndian, v) }
-	attr := func(level byte, tag uint32, val []byte) {
-		b.WriteByte(level)
-		le(tag)
-		le(uint32(len(val)))
-		b.Write(val)
-		le(uint16(0)) // checksum, not verified
-	}
-	le(uint32(0x223E9F78))
-	le(uint16(1))
-	attr(1, 0x00018004, []byte("TNEF subject\x00"))
-	attr(1, 0x0002800C, []byte("TNEF body text"))
-	attr(2, 0x00069002, make([]byte, 14))
-	attr(2, 0x00018010, []byte("notes.txt\x00"))
-	attr(2, 0x0006800F, []byte("attached file words"))
-	got, err := text(t, "winmail.dat", "application/ms-tnef", b.Bytes())
+	full := mailtest.TNEF("TNEF subject", "TNEF body text", "notes.txt", "attached file words")
+	got, err := text(t, "winmail.dat", "application/ms-tnef", full)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +259,6 @@ func TestTNEFSynthetic(t *testing.T) {
 		}
 	}
 	// Truncated at every byte: no panic, text or a reason.
-	full := b.Bytes()
 	for i := range full {
 		_, _ = text(t, "winmail.dat", "application/ms-tnef", full[:i])
 	}

@@ -4,11 +4,8 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -21,6 +18,7 @@ import (
 	"github.com/mailarc/mailarc/internal/index"
 	"github.com/mailarc/mailarc/internal/query"
 	"github.com/mailarc/mailarc/internal/testutil"
+	"github.com/mailarc/mailarc/internal/testutil/mailtest"
 )
 
 // memFeed is an in-memory change feed.
@@ -224,55 +222,6 @@ func newLoggedIndexer(t *testing.T, opt index.IndexerOptions) (*index.SQLite, *m
 	return ix, f, index.NewIndexer(ix, f, opt), logs
 }
 
-// attachPart is a base64 MIME part (after its boundary line) carrying data
-// as an attachment.
-func attachPart(filename, ct string, data []byte) string {
-	enc := base64.StdEncoding.EncodeToString(data)
-	var b strings.Builder
-	fmt.Fprintf(&b, "Content-Type: %s; name=\"%s\"\r\nContent-Disposition: attachment; filename=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n\r\n", ct, filename, filename)
-	for len(enc) > 76 {
-		b.WriteString(enc[:76] + "\r\n")
-		enc = enc[76:]
-	}
-	b.WriteString(enc + "\r\n")
-	return b.String()
-}
-
-// multipart builds a multipart/mixed message from headers and parts; its
-// boundary is unique to its headers, so multiparts nest.
-func multipart(headers string, parts ...string) string {
-	boundary := fmt.Sprintf("B%08x", crc32.ChecksumIEEE([]byte(headers)))
-	var b strings.Builder
-	b.WriteString(headers + "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=" + boundary + "\r\n\r\n")
-	for _, p := range parts {
-		b.WriteString("--" + boundary + "\r\n" + p)
-	}
-	b.WriteString("--" + boundary + "--\r\n")
-	return b.String()
-}
-
-// tnef builds a minimal TNEF stream (winmail.dat) with a subject, a body
-// and one attached file, as extract's own tests do.
-func tnef(subject, body, file, fileText string) []byte {
-	var b bytes.Buffer
-	le := func(v any) { _ = binary.Write(&b, binary.LittleEndian, v) }
-	attr := func(level byte, tag uint32, val []byte) {
-		b.WriteByte(level)
-		le(tag)
-		le(uint32(len(val)))
-		b.Write(val)
-		le(uint16(0)) // checksum, not verified
-	}
-	le(uint32(0x223E9F78))
-	le(uint16(1))
-	attr(1, 0x00018004, []byte(subject+"\x00"))
-	attr(1, 0x0002800C, []byte(body))
-	attr(2, 0x00069002, make([]byte, 14))
-	attr(2, 0x00018010, []byte(file+"\x00"))
-	attr(2, 0x0006800F, []byte(fileText))
-	return b.Bytes()
-}
-
 // ratioBomb is a zip whose one member inflates 2 MiB of zeros from a few
 // KiB: over the 100:1 ratio limit.
 func ratioBomb(t *testing.T) []byte {
@@ -308,22 +257,22 @@ func TestIndexerMessageFields(t *testing.T) {
 
 	// 2: a nested message (with its own attachment), a calendar and a
 	// corrupt PDF.
-	nested := "Content-Type: message/rfc822\r\n\r\n" + multipart(
+	nested := "Content-Type: message/rfc822\r\n\r\n" + mailtest.Multipart(
 		"From: Innerperson <inner@y.example>\r\nTo: c@y.example\r\nSubject: nestedsubj\r\n",
 		"Content-Type: text/plain\r\n\r\nnestedbody\r\n",
-		attachPart("deep.txt", "text/plain", []byte("deepword\r\n")))
+		mailtest.AttachmentPart("deep.txt", "text/plain", []byte("deepword\r\n")))
 	ics := "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nSUMMARY:icsword planning\r\nLOCATION:roomword\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-	f.add(id(2), multipart("From: a@x.example\r\nSubject: n\r\n",
+	f.add(id(2), mailtest.Multipart("From: a@x.example\r\nSubject: n\r\n",
 		"Content-Type: text/plain\r\n\r\nouter\r\n",
 		nested,
-		attachPart("i.ics", "text/calendar", []byte(ics)),
-		attachPart("bad.pdf", "application/pdf", []byte("%PDF-1.4 pdfsecretword garbage\r\n"))))
+		mailtest.AttachmentPart("i.ics", "text/calendar", []byte(ics)),
+		mailtest.AttachmentPart("bad.pdf", "application/pdf", []byte("%PDF-1.4 pdfsecretword garbage\r\n"))))
 
 	// 3: a winmail.dat and a zip bomb: the message is still indexed.
-	f.add(id(3), multipart("From: a@x.example\r\nSubject: outlookmail\r\n",
+	f.add(id(3), mailtest.Multipart("From: a@x.example\r\nSubject: outlookmail\r\n",
 		"Content-Type: text/plain\r\n\r\nsee attached\r\n",
-		attachPart("winmail.dat", "application/ms-tnef", tnef("tnefsubject", "tnefbody text", "notes.txt", "tnefinnerword")),
-		attachPart("bomb.zip", "application/zip", ratioBomb(t))))
+		mailtest.AttachmentPart("winmail.dat", "application/ms-tnef", mailtest.TNEF("tnefsubject", "tnefbody text", "notes.txt", "tnefinnerword")),
+		mailtest.AttachmentPart("bomb.zip", "application/zip", ratioBomb(t))))
 
 	if err := x.CatchUp(context.Background(), nil); err != nil {
 		t.Fatal(err)
@@ -374,16 +323,16 @@ func TestIndexerMessageFields(t *testing.T) {
 func TestIndexerTextLimits(t *testing.T) {
 	ix, f, x, logs := newLoggedIndexer(t, index.IndexerOptions{Limits: extract.Limits{MaxText: 100}})
 	filler := func(n int) string { return strings.Repeat("filler ", n) }
-	f.add(fmt.Sprintf("%064x", 1), multipart("From: a@x.example\r\nSubject: budget\r\n",
+	f.add(fmt.Sprintf("%064x", 1), mailtest.Multipart("From: a@x.example\r\nSubject: budget\r\n",
 		"Content-Type: text/plain\r\n\r\nbody\r\n",
 		// 61 bytes (+1 for the separating newline).
-		attachPart("a.txt", "text/plain", []byte("firstword "+filler(6)+"firsttail")),
+		mailtest.AttachmentPart("a.txt", "text/plain", []byte("firstword "+filler(6)+"firsttail")),
 		// Cut at MaxText: 100 bytes (+1), 163 in all.
-		attachPart("b.txt", "text/plain", []byte("secondword "+filler(30)+"secondtail")),
+		mailtest.AttachmentPart("b.txt", "text/plain", []byte("secondword "+filler(30)+"secondtail")),
 		// 37 bytes left of the 200-byte budget: "thirdtail" starts at 31.
-		attachPart("c.txt", "text/plain", []byte("thirdword "+filler(3)+"thirdtail "+filler(10))),
+		mailtest.AttachmentPart("c.txt", "text/plain", []byte("thirdword "+filler(3)+"thirdtail "+filler(10))),
 		// Nothing left.
-		attachPart("d.txt", "text/plain", []byte("fourthword"))))
+		mailtest.AttachmentPart("d.txt", "text/plain", []byte("fourthword"))))
 	if err := x.CatchUp(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -409,9 +358,9 @@ func TestIndexerTextLimits(t *testing.T) {
 	// A timeout: a deadline that has passed before the extraction starts.
 	ix2, f2, x2, logs2 := newLoggedIndexer(t, index.IndexerOptions{Limits: extract.Limits{Timeout: time.Nanosecond}})
 	big := strings.Repeat("<p>slowword and more words</p>\n", 20000)
-	f2.add(fmt.Sprintf("%064x", 1), multipart("From: a@x.example\r\nSubject: slow\r\n",
+	f2.add(fmt.Sprintf("%064x", 1), mailtest.Multipart("From: a@x.example\r\nSubject: slow\r\n",
 		"Content-Type: text/plain\r\n\r\nbody\r\n",
-		attachPart("big.html", "text/html", []byte(big))))
+		mailtest.AttachmentPart("big.html", "text/html", []byte(big))))
 	if err := x2.CatchUp(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}

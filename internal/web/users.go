@@ -50,7 +50,7 @@ func (s *Server) addUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errf(http.StatusBadRequest, "invalid", err.Error())
 	}
-	if err := s.record(r, audit.ActionUserAdd, map[string]any{"name": in.Name, "role": in.Role, "addresses": in.Addresses}); err != nil {
+	if err := s.record(r, audit.ActionUserAdd, map[string]any{"name": in.Name, "role": in.Role, "addresses": nonNil(in.Addresses)}); err != nil {
 		return err
 	}
 	u, err := s.d.Auth.Get(r.Context(), in.Name)
@@ -105,25 +105,19 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errf(http.StatusBadRequest, "invalid", err.Error())
 	}
-	if err := s.record(r, audit.ActionUserUpdate, userUpdateDetail(before, after)); err != nil {
+	if err := s.record(r, audit.ActionUserUpdate, UserUpdateDetail(before, after)); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, after)
 	return nil
 }
 
-// userUpdateDetail is the detail of a user.update audit entry: the new
-// role and addresses and what they were.
-func userUpdateDetail(before, after *auth.User) map[string]any {
-	return map[string]any{"name": after.Name, "role": after.Role, "addresses": nonNilStrings(after.Addresses),
-		"before": map[string]any{"role": before.Role, "addresses": nonNilStrings(before.Addresses)}}
-}
-
-func nonNilStrings(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
+// UserUpdateDetail is the detail of a user.update audit entry: the new
+// role and addresses and what they were. The API and `mailarc user set` on
+// a data directory record the same form.
+func UserUpdateDetail(before, after *auth.User) map[string]any {
+	return map[string]any{"name": after.Name, "role": after.Role, "addresses": nonNil(after.Addresses),
+		"before": map[string]any{"role": before.Role, "addresses": nonNil(before.Addresses)}}
 }
 
 func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {

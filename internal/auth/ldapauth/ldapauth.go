@@ -33,7 +33,6 @@ package ldapauth
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +45,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/mailarc/mailarc/internal/auth"
+	"github.com/mailarc/mailarc/internal/certs"
 	"github.com/mailarc/mailarc/internal/config"
 )
 
@@ -87,15 +87,9 @@ func New(cfg config.LDAP, log *slog.Logger) (*Directory, error) {
 	if u.Scheme == "ldaps" || cfg.StartTLS {
 		d.tls = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname(), InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // an explicit, documented opt-out
 		if cfg.CAFile != "" {
-			pem, err := os.ReadFile(cfg.CAFile)
-			if err != nil {
+			if d.tls.RootCAs, err = certs.LoadPool(cfg.CAFile); err != nil {
 				return nil, fmt.Errorf("ldap.ca_file: %w", err)
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("ldap.ca_file %s: no PEM certificate in it", cfg.CAFile)
-			}
-			d.tls.RootCAs = pool
 		}
 	}
 	if _, err := ldap.ParseDN(cfg.BaseDN); err != nil {

@@ -3,13 +3,13 @@ package pull
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
 
+	"github.com/mailarc/mailarc/internal/certs"
 	"github.com/mailarc/mailarc/internal/config"
 )
 
@@ -196,13 +196,9 @@ func (m *Manager) tlsConfig(src config.Source) (*tls.Config, error) {
 		c.ServerName = strings.Trim(src.Host, "[]")
 	}
 	if src.CAFile != "" && src.TLS != "none" {
-		pem, err := os.ReadFile(src.CAFile)
+		pool, err := certs.LoadPool(src.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("read ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file %s holds no PEM certificate", src.CAFile)
+			return nil, fmt.Errorf("ca_file: %w", err)
 		}
 		c.RootCAs = pool
 	}

@@ -2,6 +2,8 @@ package pull
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,14 +39,14 @@ func TestCAFile(t *testing.T) {
 		t.Fatalf("garbage ca_file: %v", err)
 	}
 	src.CAFile = filepath.Join(dir, "missing.pem")
-	if _, err := m.tlsConfig(src); err == nil || !strings.Contains(err.Error(), "read ca_file") {
+	if _, err := m.tlsConfig(src); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "ca_file: ") {
 		t.Fatalf("missing ca_file: %v", err)
 	}
 	// A missing file is an error of the source at connect time (status),
 	// a ca_file with tls = "none" a configuration error.
 	_, err = Test(context.Background(), config.Source{Name: "s", Type: "pop3", Host: "127.0.0.1", Port: 1, TLS: "starttls",
 		CAFile: src.CAFile, User: "u", PasswordFile: writeSecret(t, "x")})
-	if err == nil || !strings.Contains(err.Error(), "read ca_file") {
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "ca_file: ") {
 		t.Fatalf("Test with a missing ca_file: %v", err)
 	}
 	_, err = NewManager("n", []config.Source{{Name: "s", Type: "imap", Host: "127.0.0.1", TLS: "none", CAFile: ca, User: "u", PasswordFile: garbage}},

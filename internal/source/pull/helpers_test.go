@@ -159,12 +159,21 @@ func startMemIMAP(t *testing.T, caps imap.CapSet) *memIMAP {
 		t.Fatal(err)
 	}
 	mem.AddUser(u)
+	addr := serveIMAP(t, caps, func() imapserver.Session { return mem.NewSession() })
+	return &memIMAP{addr: addr, user: u}
+}
+
+// serveIMAP serves IMAP on 127.0.0.1 (plaintext logins allowed) with a
+// session from newSession per connection, until the test ends. caps nil
+// means IMAP4rev1 and IMAP4rev2.
+func serveIMAP(t *testing.T, caps imap.CapSet, newSession func() imapserver.Session) *net.TCPAddr {
+	t.Helper()
 	if caps == nil {
 		caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}}
 	}
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
+			return newSession(), nil, nil
 		},
 		Caps:         caps,
 		InsecureAuth: true,
@@ -176,7 +185,7 @@ func startMemIMAP(t *testing.T, caps imap.CapSet) *memIMAP {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return &memIMAP{addr: ln.Addr().(*net.TCPAddr), user: u}
+	return ln.Addr().(*net.TCPAddr)
 }
 
 type discardLogger struct{}

@@ -43,21 +43,7 @@ func startHookIMAP(t *testing.T) *hookIMAP {
 	if err := h.user.Create("INBOX", nil); err != nil {
 		t.Fatal(err)
 	}
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return &hookSession{h: h}, nil, nil
-		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
-		InsecureAuth: true,
-		Logger:       discardLogger{},
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	h.addr = ln.Addr().(*net.TCPAddr)
+	h.addr = serveIMAP(t, nil, func() imapserver.Session { return &hookSession{h: h} })
 	return h
 }
 

@@ -4,14 +4,7 @@ package dovecot
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -26,6 +19,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailarc/mailarc/internal/testutil"
+	"github.com/mailarc/mailarc/internal/testutil/testcert"
 )
 
 const dovecotBin = "/usr/sbin/dovecot"
@@ -54,12 +48,11 @@ type Server struct {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testutil.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // Start runs a private Dovecot (as root; login processes as dovenull, mail
@@ -94,9 +87,12 @@ func Start(t testing.TB) *Server {
 	if err := os.Chmod(d.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.writeCerts(); err != nil {
+	// The certificate's names: 127.0.0.1 and dovecot.test, not localhost.
+	certs, err := testcert.Write(d.Dir, "mailarc dovecot test CA", "127.0.0.1", "dovecot.test")
+	if err != nil {
 		t.Fatalf("dovecot certificates: %v", err)
 	}
+	d.CAFile = certs.CA
 	mail := filepath.Join(d.Dir, "mail")
 	for _, sub := range []string{"run", "state", "mail"} {
 		if err := os.Mkdir(filepath.Join(d.Dir, sub), 0o755); err != nil {
@@ -283,62 +279,6 @@ func (d *Server) Deliver(t testing.TB, userName, folder string, msgs [][]byte) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// writeCerts makes a test CA (CAFile) and a server certificate for
-// 127.0.0.1 and dovecot.test signed by it (server.pem, server.key in Dir).
-func (d *Server) writeCerts() error {
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mailarc dovecot test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"dovecot.test"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	d.CAFile = filepath.Join(d.Dir, "ca.pem")
-	for _, f := range []struct {
-		name, typ string
-		der       []byte
-		mode      os.FileMode
-	}{
-		{"ca.pem", "CERTIFICATE", caDER, 0o644},
-		{"server.pem", "CERTIFICATE", der, 0o644},
-		{"server.key", "PRIVATE KEY", keyDER, 0o600},
-	} {
-		if err := os.WriteFile(filepath.Join(d.Dir, f.name), pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Count returns the number of messages in folder.

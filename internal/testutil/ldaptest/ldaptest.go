@@ -26,15 +26,8 @@ package ldaptest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -49,6 +42,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/mailarc/mailarc/internal/testutil"
+	"github.com/mailarc/mailarc/internal/testutil/testcert"
 )
 
 // Binaries used (Debian packages slapd and ldap-utils).
@@ -162,11 +156,13 @@ func (s *Server) setup(opt Options) error {
 	}
 	var tlsConf string
 	if opt.TLS {
-		if err := s.writeCerts(); err != nil {
+		certs, err := testcert.Write(s.Dir, "ldaptest CA", "127.0.0.1", "localhost")
+		if err != nil {
 			return fmt.Errorf("certificates: %w", err)
 		}
+		s.CAFile = certs.CA
 		tlsConf = fmt.Sprintf("TLSCACertificateFile %s\nTLSCertificateFile %s\nTLSCertificateKeyFile %s\n",
-			s.CAFile, filepath.Join(s.Dir, "server.pem"), filepath.Join(s.Dir, "server.key"))
+			certs.CA, certs.Cert, certs.Key)
 	}
 	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
@@ -190,77 +186,18 @@ access to * by users read by * none
 	return os.WriteFile(filepath.Join(s.Dir, "slapd.conf"), []byte(conf), 0o600)
 }
 
-// writeCerts makes a CA and a server certificate for 127.0.0.1/localhost.
-func (s *Server) writeCerts() error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ldaptest CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	s.CAFile = filepath.Join(s.Dir, "ca.pem")
-	for _, f := range []struct {
-		name, typ string
-		der       []byte
-	}{{"ca.pem", "CERTIFICATE", caDER}, {"server.pem", "CERTIFICATE", der}, {"server.key", "PRIVATE KEY", keyDER}} {
-		if err := os.WriteFile(filepath.Join(s.Dir, f.name), pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 var errPortTaken = errors.New("port taken")
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
 
 // launch starts slapd on fresh ports and waits until the root DN can bind.
 func (s *Server) launch(opt Options) error {
-	port, err := freePort()
+	port, err := testutil.FreePort()
 	if err != nil {
 		return err
 	}
 	s.URL = "ldap://127.0.0.1:" + strconv.Itoa(port)
 	urls := s.URL + "/"
 	if opt.TLS {
-		sport, err := freePort()
+		sport, err := testutil.FreePort()
 		if err != nil {
 			return err
 		}

@@ -2,13 +2,12 @@ package ldaptest_test
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/mailarc/mailarc/internal/certs"
 	"github.com/mailarc/mailarc/internal/testutil/ldaptest"
 )
 
@@ -20,12 +19,10 @@ func TestServer(t *testing.T) {
 	s.Apply(t, ldaptest.User("alice", "alice-pass", "alice@example.org", "a@example.org"))
 	s.Apply(t, ldaptest.Group("admins", ldaptest.UserDN("alice")))
 
-	pem, err := os.ReadFile(s.CAFile)
+	pool, err := certs.LoadPool(s.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
 	tc := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 
 	c, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithTLSConfig(tc))

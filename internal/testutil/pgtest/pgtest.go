@@ -254,15 +254,6 @@ func (r *runAs) chown(path string) error {
 	return nil
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // start initialises and starts a cluster. The caller must call stop.
 func start() (c *Cluster, err error) {
 	ru, err := unprivileged()
@@ -317,7 +308,7 @@ var errPortTaken = errors.New("port taken")
 // launch starts postgres on a fresh port and waits until it accepts
 // connections.
 func launch(dir, data, sock string, ru *runAs) (*Cluster, error) {
-	port, err := freePort()
+	port, err := testutil.FreePort()
 	if err != nil {
 		return nil, err
 	}
