@@ -44,7 +44,8 @@ func (s *Service) UpdateUser(ctx context.Context, name string, ch UserChange) (b
 		}
 		addrs = *ch.Addresses
 	}
-	if before.Role == RoleAdmin && role != RoleAdmin {
+	demote := before.Role == RoleAdmin && role != RoleAdmin
+	if demote {
 		var admins int
 		if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE role=?`, string(RoleAdmin)).Scan(&admins); err != nil {
 			return nil, nil, fmt.Errorf("auth: count admins: %w", err)
@@ -54,13 +55,21 @@ func (s *Service) UpdateUser(ctx context.Context, name string, ch UserChange) (b
 		}
 	}
 	// The row is changed only if it is still the local account that was
-	// read (a directory login cannot turn it into another source).
-	r, err := s.w.ExecContext(ctx, `UPDATE users SET role=?, addresses=?, updated=? WHERE name=? AND source<>?`,
-		string(role), addrJSON(addrs), s.now().Unix(), name, SourceLDAP)
+	// read (a directory login cannot turn it into another source), and a
+	// demotion only while another admin remains, checked in the statement
+	// itself so that two admins demoting each other at once cannot both
+	// succeed on SQLite's single writer.
+	r, err := s.w.ExecContext(ctx, `UPDATE users SET role=?, addresses=?, updated=? WHERE name=? AND source<>?
+		AND (role<>? OR ?=? OR (SELECT count(*) FROM users WHERE role=?) > 1)`,
+		string(role), addrJSON(addrs), s.now().Unix(), name, SourceLDAP,
+		string(RoleAdmin), string(role), string(RoleAdmin), string(RoleAdmin))
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: update user %s: %w", name, err)
 	}
 	if n, _ := r.RowsAffected(); n == 0 {
+		if demote {
+			return nil, nil, ErrLastAdmin
+		}
 		return nil, nil, fmt.Errorf("%w: %s", ErrNoUser, name)
 	}
 	s.dropCache(name)

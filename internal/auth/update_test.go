@@ -82,3 +82,55 @@ func testUpdateUser(t *testing.T, b catalogtest.Backend) {
 		t.Error("directory account updated locally")
 	}
 }
+
+// TestMutualDemotion: two admins demoting each other at the same moment
+// leave at least one admin (the count is checked inside the UPDATE).
+func TestMutualDemotion(t *testing.T) {
+	ctx := context.Background()
+	s := service(t, catalogtest.SQLiteBackend())
+	for _, n := range []string{"ann", "ben"} {
+		if err := s.AddUser(ctx, n, n+"-password", auth.RoleAdmin, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := 0; round < 20; round++ {
+		user := auth.RoleUser
+		errs := make(chan error, 2)
+		for _, n := range []string{"ann", "ben"} {
+			go func() {
+				_, _, err := s.UpdateUser(ctx, n, auth.UserChange{Role: &user})
+				errs <- err
+			}()
+		}
+		var refused int
+		for range 2 {
+			if err := <-errs; errors.Is(err, auth.ErrLastAdmin) {
+				refused++
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if refused != 1 {
+			t.Fatalf("round %d: %d of 2 demotions refused, want exactly 1", round, refused)
+		}
+		us, err := s.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		admins := 0
+		for _, u := range us {
+			if u.Role == auth.RoleAdmin {
+				admins++
+			}
+		}
+		if admins != 1 {
+			t.Fatalf("round %d: %d admins left", round, admins)
+		}
+		admin := auth.RoleAdmin
+		for _, n := range []string{"ann", "ben"} {
+			if _, _, err := s.UpdateUser(ctx, n, auth.UserChange{Role: &admin}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
