@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // database/sql driver "sqlite3"
@@ -166,20 +167,33 @@ func ftsValues(d *Document) []any {
 // Add indexes docs and stores watermark in one transaction.
 func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) error {
 	// Column text (sanitising, CJK bigrams, address and tag tokens) is
-	// prepared on every CPU before the single writer starts.
+	// prepared on every CPU in document order, streaming into the single
+	// writer: the writer waits only for the document it inserts next.
 	cols := make([][]any, len(docs))
-	var wg sync.WaitGroup
-	workers := min(runtime.GOMAXPROCS(0), max(len(docs)/16, 1))
-	for w := range workers {
-		wg.Add(1)
+	ready := make([]chan struct{}, len(docs))
+	for i := range ready {
+		ready[i] = make(chan struct{})
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	var next atomic.Int64
+	for range min(runtime.GOMAXPROCS(0), max(len(docs)/16, 1)) {
 		go func() {
-			defer wg.Done()
-			for i := w; i < len(docs); i += workers {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(docs) {
+					return
+				}
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				cols[i] = ftsValues(&docs[i])
+				close(ready[i])
 			}
 		}()
 	}
-	wg.Wait()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -235,6 +249,7 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 		if rid == -1 {
 			return fmt.Errorf("index add %s: more than %d messages in one second", d.ID, ridMask+1)
 		}
+		<-ready[i]
 		if _, err := insFTS.ExecContext(ctx, append([]any{rid}, cols[i]...)...); err != nil {
 			return fmt.Errorf("index add %s: fts insert: %w", d.ID, err)
 		}
