@@ -157,7 +157,13 @@ func (s *imapSession) canWait() bool { return s.idle }
 // wait IDLEs on the (single) selected folder until new mail, a trigger, the
 // re-IDLE interval or the end of ctx.
 func (s *imapSession) wait(ctx context.Context) error {
-	s.r.setNext(time.Now().Add(s.r.m.opt.IdleRestart))
+	// IDLE is renewed with a poll every poll interval (at most
+	// IdleRestart): a server that does not report mail delivered between
+	// the last poll and the start of IDLE (some do not flush pending
+	// updates when IDLE begins; proxies drop them) then delays it by one
+	// poll interval, not by the whole IDLE period.
+	every := min(s.r.m.opt.IdleRestart, time.Duration(s.r.src.Poll))
+	s.r.setNext(time.Now().Add(every))
 	select {
 	case <-s.exists:
 		return nil
@@ -171,7 +177,7 @@ func (s *imapSession) wait(ctx context.Context) error {
 		s.wd.release()
 		return fmt.Errorf("start IDLE: %w", err)
 	}
-	t := time.NewTimer(s.r.m.opt.IdleRestart)
+	t := time.NewTimer(every)
 	select {
 	case <-ctx.Done():
 	case <-s.r.trigger:
