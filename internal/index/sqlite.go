@@ -209,7 +209,6 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 		st, err = tx.PrepareContext(ctx, q)
 		return st
 	}
-	byID := prep(`SELECT rid FROM meta WHERE id = ?`)
 	taken := prep(`SELECT 1 FROM meta WHERE rid = ?`)
 	delFTS := prep(`DELETE FROM fts WHERE rowid = ?`)
 	delMeta := prep(`DELETE FROM meta WHERE rid = ?`)
@@ -217,6 +216,12 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 	insMeta := prep(`INSERT INTO meta(rid, seq, id, date, size, has_attachment) VALUES (?,?,?,?,?,?)`)
 	if err != nil {
 		return fmt.Errorf("index add: prepare: %w", err)
+	}
+	// Which documents are already indexed (re-indexed messages are replaced):
+	// one query per chunk of ids instead of one per document.
+	present, err := s.indexedRids(ctx, tx, docs)
+	if err != nil {
+		return fmt.Errorf("index add: %w", err)
 	}
 	// The per-row statements run without ctx's cancellation (the driver
 	// starts a watcher goroutine per statement for a cancellable context);
@@ -228,8 +233,10 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 		if err := outer.Err(); err != nil {
 			return fmt.Errorf("index add: %w", err)
 		}
-		if err := s.removeTx(ctx, byID, delFTS, delMeta, d.ID); err != nil {
-			return fmt.Errorf("index add %s: %w", d.ID, err)
+		if rid, ok := present[d.ID]; ok {
+			if err := s.removeRow(ctx, delFTS, delMeta, rid); err != nil {
+				return fmt.Errorf("index add %s: %w", d.ID, err)
+			}
 		}
 		sec := ClampUnix(d.Date)
 		low := d.Seq & ridMask
@@ -256,6 +263,7 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 		if _, err := insMeta.ExecContext(ctx, rid, d.Seq, d.ID, sec, d.Size, d.HasAttachment()); err != nil {
 			return fmt.Errorf("index add %s: meta insert: %w", d.ID, err)
 		}
+		present[d.ID] = rid // a later copy in this batch replaces this one
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO state(key, value) VALUES('watermark', ?)
 		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, watermark); err != nil {
@@ -263,6 +271,52 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("index add: commit: %w", err)
+	}
+	return nil
+}
+
+// indexedRids returns the rowids of the documents of docs already in the
+// index, by id.
+func (s *SQLite) indexedRids(ctx context.Context, tx *sql.Tx, docs []Document) (map[string]int64, error) {
+	const chunk = 500
+	present := make(map[string]int64)
+	args := make([]any, 0, chunk)
+	for start := 0; start < len(docs); start += chunk {
+		args = args[:0]
+		for _, d := range docs[start:min(start+chunk, len(docs))] {
+			args = append(args, d.ID)
+		}
+		q := `SELECT id, rid FROM meta WHERE id IN (?` + strings.Repeat(`,?`, len(args)-1) + `)`
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("look up indexed ids: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			var rid int64
+			if err := rows.Scan(&id, &rid); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("look up indexed ids: %w", err)
+			}
+			present[id] = rid
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("look up indexed ids: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("look up indexed ids: %w", err)
+		}
+	}
+	return present, nil
+}
+
+// removeRow deletes one indexed document by rowid.
+func (s *SQLite) removeRow(ctx context.Context, delFTS, delMeta *sql.Stmt, rid int64) error {
+	if _, err := delFTS.ExecContext(ctx, rid); err != nil {
+		return fmt.Errorf("fts delete: %w", err)
+	}
+	if _, err := delMeta.ExecContext(ctx, rid); err != nil {
+		return fmt.Errorf("meta delete: %w", err)
 	}
 	return nil
 }
@@ -276,13 +330,7 @@ func (s *SQLite) removeTx(ctx context.Context, byID, delFTS, delMeta *sql.Stmt, 
 	if err != nil {
 		return fmt.Errorf("lookup: %w", err)
 	}
-	if _, err := delFTS.ExecContext(ctx, rid); err != nil {
-		return fmt.Errorf("fts delete: %w", err)
-	}
-	if _, err := delMeta.ExecContext(ctx, rid); err != nil {
-		return fmt.Errorf("meta delete: %w", err)
-	}
-	return nil
+	return s.removeRow(ctx, delFTS, delMeta, rid)
 }
 
 // Delete removes the documents with these ids.
