@@ -223,6 +223,17 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 	if err != nil {
 		return fmt.Errorf("index add: %w", err)
 	}
+	// Each document's first-choice rowid, checked for the whole batch at
+	// once; only a taken one is probed row by row below.
+	firsts := make([]any, len(docs))
+	for i := range docs {
+		firsts[i] = ClampUnix(docs[i].Date)<<ridShift | docs[i].Seq&ridMask
+	}
+	takenAtStart, err := s.takenRids(ctx, tx, firsts)
+	if err != nil {
+		return fmt.Errorf("index add: %w", err)
+	}
+	assigned := make(map[int64]bool, len(docs))
 	// The per-row statements run without ctx's cancellation (the driver
 	// starts a watcher goroutine per statement for a cancellable context);
 	// ctx is checked between documents instead.
@@ -241,7 +252,10 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 		sec := ClampUnix(d.Date)
 		low := d.Seq & ridMask
 		rid := int64(-1)
-		for n := int64(0); n <= ridMask; n++ {
+		if first := sec<<ridShift | low; !takenAtStart[first] && !assigned[first] {
+			rid = first // known free: not in the index when the batch began, not used since
+		}
+		for n := int64(0); rid == -1 && n <= ridMask; n++ {
 			cand := sec<<ridShift | (low+n)&ridMask
 			var one int
 			err := taken.QueryRowContext(ctx, cand).Scan(&one)
@@ -264,6 +278,7 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 			return fmt.Errorf("index add %s: meta insert: %w", d.ID, err)
 		}
 		present[d.ID] = rid // a later copy in this batch replaces this one
+		assigned[rid] = true
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO state(key, value) VALUES('watermark', ?)
 		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, watermark); err != nil {
@@ -308,6 +323,34 @@ func (s *SQLite) indexedRids(ctx context.Context, tx *sql.Tx, docs []Document) (
 		}
 	}
 	return present, nil
+}
+
+// takenRids returns which of rids are rowids of indexed documents.
+func (s *SQLite) takenRids(ctx context.Context, tx *sql.Tx, rids []any) (map[int64]bool, error) {
+	const chunk = 500
+	taken := make(map[int64]bool)
+	for start := 0; start < len(rids); start += chunk {
+		args := rids[start:min(start+chunk, len(rids))]
+		rows, err := tx.QueryContext(ctx, `SELECT rid FROM meta WHERE rid IN (?`+strings.Repeat(`,?`, len(args)-1)+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("check rowids: %w", err)
+		}
+		for rows.Next() {
+			var rid int64
+			if err := rows.Scan(&rid); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("check rowids: %w", err)
+			}
+			taken[rid] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("check rowids: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("check rowids: %w", err)
+		}
+	}
+	return taken, nil
 }
 
 // removeRow deletes one indexed document by rowid.
