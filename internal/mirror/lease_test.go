@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mailarc/mailarc/internal/archive"
-	"github.com/mailarc/mailarc/internal/catalog"
+	"github.com/mailarc/mailarc/internal/archive/archivetest"
 	"github.com/mailarc/mailarc/internal/store"
 	"github.com/mailarc/mailarc/internal/testutil"
 )
@@ -42,17 +42,9 @@ func (f *fakeLeases) received(peer string) []string {
 func openLeaseNode(t *testing.T, name string, port int, peer string, peerPort int, leases SourceLeases) {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	cat, err := catalog.Open(ctx, filepath.Join(dir, "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenLocal(filepath.Join(dir, "store"), store.LocalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	arch := archive.New(cat, st, archive.Options{})
-	cert, err := LoadOrCreateKeyPair(filepath.Join(dir, "tls"), name)
+	env := archivetest.Open(t, archive.Options{}, store.LocalOptions{})
+	arch := env.Archive
+	cert, err := LoadOrCreateKeyPair(filepath.Join(env.Dir, "tls"), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,9 +63,6 @@ func openLeaseNode(t *testing.T, name string, port int, peer string, peerPort in
 		if err := m.Close(ctx); err != nil {
 			t.Error(err)
 		}
-		_ = arch.Close(ctx)
-		_ = st.Close()
-		_ = cat.Close()
 	})
 }
 

@@ -7,13 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/archive/archivetest"
 	"github.com/mailarc/mailarc/internal/auth"
-	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/store"
 	"github.com/mailarc/mailarc/internal/web"
 )
@@ -25,17 +24,9 @@ const adminPass = "web-admin-pass"
 func newServer(t *testing.T) (*web.Server, *httptest.Server, *archive.Archive) {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	cat, err := catalog.Open(ctx, filepath.Join(dir, "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenLocal(filepath.Join(dir, "store"), store.LocalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := archive.New(cat, st, archive.Options{})
-	w, r := cat.DB()
+	env := archivetest.Open(t, archive.Options{}, store.LocalOptions{})
+	a := env.Archive
+	w, r := env.Catalog.DB()
 	svc := auth.New(w, r)
 	if err := svc.AddUser(ctx, "admin", adminPass, auth.RoleAdmin, nil); err != nil {
 		t.Fatal(err)
@@ -43,18 +34,7 @@ func newServer(t *testing.T) (*web.Server, *httptest.Server, *archive.Archive) {
 	s := web.New(web.Deps{Archive: a, Auth: svc})
 	s.SetReady(true)
 	hs := httptest.NewServer(s)
-	t.Cleanup(func() {
-		hs.Close()
-		if err := a.Close(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := st.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := cat.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	t.Cleanup(hs.Close)
 	return s, hs, a
 }
 

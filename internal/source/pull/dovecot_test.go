@@ -17,6 +17,7 @@ import (
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/archive/archivetest"
 	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/certs"
 	"github.com/mailarc/mailarc/internal/config"
@@ -136,29 +137,8 @@ func (c *countingArchive) counts() (int, int) {
 
 func openRealArchive(t *testing.T) (*countingArchive, *catalog.Catalog) {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	cat, err := catalog.Open(ctx, filepath.Join(dir, "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenLocal(filepath.Join(dir, "store"), store.LocalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := archive.New(cat, st, archive.Options{})
-	t.Cleanup(func() {
-		if err := a.Close(context.Background()); err != nil {
-			t.Error(err)
-		}
-		if err := st.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := cat.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return &countingArchive{a: a, news: map[string]int{}}, cat
+	env := archivetest.Open(t, archive.Options{}, store.LocalOptions{})
+	return &countingArchive{a: env.Archive, news: map[string]int{}}, env.Catalog
 }
 
 func dovecotSource(t *testing.T, d *dovecot, typ, userName, mode string) config.Source {

@@ -7,15 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/archive/archivetest"
 	"github.com/mailarc/mailarc/internal/auth"
-	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/store"
 )
 
@@ -106,27 +105,8 @@ type testUI struct {
 func newTestUI(t *testing.T, secureCookies bool) *testUI {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	cat, err := catalog.Open(ctx, filepath.Join(dir, "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenLocal(filepath.Join(dir, "store"), store.LocalOptions{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	arch := archive.New(cat, st, archive.Options{})
-	t.Cleanup(func() {
-		if err := arch.Close(context.Background()); err != nil {
-			t.Error(err)
-		}
-		if err := st.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := cat.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	env := archivetest.Open(t, archive.Options{}, store.LocalOptions{NoSync: true})
+	arch, cat := env.Archive, env.Catalog
 	w, r := cat.DB()
 	svc := auth.New(w, r)
 	for _, u := range []struct {

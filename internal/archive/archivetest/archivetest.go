@@ -1,0 +1,52 @@
+// Package archivetest opens throwaway archives for the tests of packages
+// built on internal/archive: a SQLite catalog and a local store under
+// t.TempDir(), closed (archive, then store, then catalog) when the test
+// ends. Cleanups registered after Open run before it, so a component
+// using the archive is stopped first.
+package archivetest
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/mailarc/mailarc/internal/archive"
+	"github.com/mailarc/mailarc/internal/catalog"
+	"github.com/mailarc/mailarc/internal/store"
+)
+
+// Env is an open archive with its catalog and store.
+type Env struct {
+	Archive *archive.Archive
+	Catalog *catalog.Catalog
+	Store   *store.Local
+	// Dir is the temporary directory holding catalog.db and store/.
+	Dir string
+}
+
+// Open opens a fresh archive in a new temporary directory.
+func Open(t testing.TB, opt archive.Options, sopt store.LocalOptions) *Env {
+	t.Helper()
+	e := &Env{Dir: t.TempDir()}
+	var err error
+	if e.Catalog, err = catalog.Open(context.Background(), filepath.Join(e.Dir, "catalog.db")); err != nil {
+		t.Fatal(err)
+	}
+	if e.Store, err = store.OpenLocal(filepath.Join(e.Dir, "store"), sopt); err != nil {
+		e.Catalog.Close()
+		t.Fatal(err)
+	}
+	e.Archive = archive.New(e.Catalog, e.Store, opt)
+	t.Cleanup(func() {
+		if err := e.Archive.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+		if err := e.Store.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := e.Catalog.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return e
+}
