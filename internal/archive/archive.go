@@ -74,6 +74,7 @@ type Archive struct {
 	onCommit   atomic.Pointer[[]func()] // copy-on-write list of callbacks
 	lastCommit atomic.Int64             // unix nanos of the last successful group commit
 	recent     atomic.Int64             // messages committed in the current 1 s window (see Busy)
+	ingested   atomic.Int64             // messages newly stored since New (see Ingested)
 	window     atomic.Int64             // start of that window, unix seconds
 
 	mu      sync.RWMutex // guards closing against concurrent sends on reqs
@@ -370,6 +371,7 @@ func (a *Archive) commitCatalog(g *group) {
 			a.m.duplicates.Inc()
 		} else {
 			a.m.ingested.Inc()
+			a.ingested.Add(1)
 			a.m.bytes.Add(float64(len(r.data)))
 		}
 		r.resp <- response{res: out}
@@ -399,6 +401,11 @@ const busyRate = 500
 func (a *Archive) Busy() bool {
 	return a.window.Load() >= a.opt.Now().Unix()-1 && a.recent.Load() > busyRate
 }
+
+// Ingested returns how many messages were newly stored (duplicates
+// excluded) since New. A group is counted after its OnCommit callbacks
+// have run.
+func (a *Archive) Ingested() int64 { return a.ingested.Load() }
 
 // Get returns a message's catalog record.
 func (a *Archive) Get(ctx context.Context, id string) (*catalog.Message, error) {

@@ -4,8 +4,6 @@ import (
 	"math"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ingestWindow is the sliding window of the ingest rate on the status
@@ -14,9 +12,6 @@ const (
 	ingestWindow = 5 * time.Minute
 	ingestSlots  = int(ingestWindow / time.Second)
 )
-
-// ingestedMetric is the archive's counter of newly stored messages.
-const ingestedMetric = "mailarc_archive_messages_ingested_total"
 
 // StatusIngest is the ingest rate on the status document.
 type StatusIngest struct {
@@ -29,24 +24,20 @@ type StatusIngest struct {
 	WindowSeconds int   `json:"window_seconds"`
 }
 
-// ingestMeter derives the ingest rate from the archive's counter
-// (mailarc_archive_messages_ingested_total), read after every group
-// commit (archive.OnCommit) and when the status is asked for.
-//
-// The archive registers its counters through tap, which also keeps them in
-// a private registry: reading that one gathers a handful of counters, never
-// the node's collectors that query the catalog or the store.
+// ingestMeter derives the ingest rate from the archive's count of newly
+// stored messages (archive.Ingested), sampled after every group commit
+// (archive.OnCommit) and read when the status is asked for.
 type ingestMeter struct {
 	now   func() time.Time
 	start time.Time
-	own   *prometheus.Registry
+	count func() int64 // archive.Ingested; set before the first commit
 
 	mu sync.Mutex
-	// ring holds, per second, the counter at the first commit in that
-	// second. The archive adds a group to the counter just after its
-	// commit callbacks, so a sample is the count before that group: the
-	// messages committed after second s are total now minus the sample of
-	// the first commit after s.
+	// ring holds, per second, the count at the first commit in that
+	// second. The archive counts a group just after its commit callbacks,
+	// so a sample is the count before that group: the messages committed
+	// after second s are the count now minus the sample of the first
+	// commit after s.
 	ring [ingestSlots]ingestSample
 }
 
@@ -56,55 +47,15 @@ type ingestSample struct {
 }
 
 func newIngestMeter(start time.Time, now func() time.Time) *ingestMeter {
-	return &ingestMeter{now: now, start: start, own: prometheus.NewRegistry()}
+	return &ingestMeter{now: now, start: start}
 }
 
-// tap returns a Registerer that registers with reg and also keeps the
-// counters in the meter's own registry.
-func (m *ingestMeter) tap(reg prometheus.Registerer) prometheus.Registerer {
-	return counterTap{Registerer: reg, own: m.own}
-}
-
-type counterTap struct {
-	prometheus.Registerer
-	own *prometheus.Registry
-}
-
-func (t counterTap) keep(c prometheus.Collector) {
-	if _, ok := c.(prometheus.Counter); ok {
-		_ = t.own.Register(c) // a duplicate is the archive's own error, reported by the real registry
-	}
-}
-
-// Register implements prometheus.Registerer.
-func (t counterTap) Register(c prometheus.Collector) error {
-	if err := t.Registerer.Register(c); err != nil {
-		return err
-	}
-	t.keep(c)
-	return nil
-}
-
-// MustRegister implements prometheus.Registerer.
-func (t counterTap) MustRegister(cs ...prometheus.Collector) {
-	t.Registerer.MustRegister(cs...)
-	for _, c := range cs {
-		t.keep(c)
-	}
-}
-
-// total reads the archive's counter (0 before the archive registered it).
+// total is the archive's count (0 before the archive is attached).
 func (m *ingestMeter) total() float64 {
-	mfs, err := m.own.Gather()
-	if err != nil {
+	if m.count == nil {
 		return 0
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == ingestedMetric && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return 0
+	return float64(m.count())
 }
 
 // commit records a sample; it is the archive's OnCommit callback and does

@@ -142,8 +142,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Node, erro
 		MinFreeSpace:   int64(cfg.MinFreeSpace),
 		SpacePath:      dir.Path,
 		Logger:         log.With("component", "archive"),
-		Registerer:     n.ingest.tap(n.Registry),
+		Registerer:     n.Registry,
 	})
+	n.ingest.count = n.Archive.Ingested
 	n.Archive.OnCommit(n.ingest.commit)
 	w, r := n.Catalog.DB()
 	n.Auth = auth.New(w, r)
