@@ -284,7 +284,7 @@ func (b *indexBench) latency(ctx context.Context) error {
 	}
 	fmt.Println()
 
-	ix, err := index.OpenSQLite(filepath.Join(data, "index.db"))
+	ix, err := index.OpenSQLiteDir(data)
 	if err != nil {
 		return err
 	}
@@ -471,6 +471,8 @@ func (b *indexBench) startServe(ctx context.Context, data string) (func(), strin
 
 // pickQueries chooses the query words from the index vocabulary (FTS5
 // vocab table: documents per term) and the real corpus (sender, phrase).
+// indexDB is the index's first shard file, a random half of the messages:
+// enough to choose words by how many documents have them.
 func (b *indexBench) pickQueries(ctx context.Context, indexDB string) ([]benchQuery, error) {
 	db, err := sql.Open("sqlite3", "file:"+indexDB+"?mode=ro")
 	if err != nil {

@@ -396,7 +396,7 @@ func (s *scaleBench) diskTable(data, nmDB string, nm bool, r *scaleResult) error
 			return "store"
 		case strings.HasPrefix(rel, "catalog.db"):
 			return "catalog"
-		case strings.HasPrefix(rel, "index.db"):
+		case strings.HasPrefix(rel, "index.db"), strings.HasPrefix(rel, "index-"):
 			return "index"
 		}
 		return "other"
@@ -423,7 +423,7 @@ func (s *scaleBench) diskTable(data, nmDB string, nm bool, r *scaleResult) error
 	fmt.Println("|---|---|---|---|---|")
 	what := map[string]string{
 		"store": "`store/` (compressed packs)", "catalog": "`catalog.db` + `-wal` + `-shm`",
-		"index": "`index.db` + `-wal` + `-shm`", "other": "everything else in the data directory",
+		"index": "`index.db`, `index-1.db` + `-wal` + `-shm`", "other": "everything else in the data directory",
 	}
 	for _, p := range d.parts {
 		fmt.Printf("| %s | %s | %.1f | %.3f | %.1f |\n", p, what[p], float64(d.size[p])/1e6, float64(d.size[p])/raw, float64(d.alloc[p])/1e6)

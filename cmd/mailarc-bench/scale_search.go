@@ -87,7 +87,7 @@ func (s *scaleBench) search(ctx context.Context, data, nmCfg string, r *scaleRes
 		return fmt.Errorf("query mix: %w", err)
 	}
 	r.queries = qs
-	ix, err := index.OpenSQLite(filepath.Join(data, "index.db"))
+	ix, err := index.OpenSQLiteDir(data)
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func latTable(qs []benchQuery, paths []string, smp samples, totals map[string]in
 }
 
 // searchFunc returns one execution of q on path p.
-func (s *scaleBench) searchFunc(ctx context.Context, p, base, nmCfg string, q benchQuery, ix *index.SQLite, pq *query.Query) func() error {
+func (s *scaleBench) searchFunc(ctx context.Context, p, base, nmCfg string, q benchQuery, ix index.Index, pq *query.Query) func() error {
 	switch p {
 	case pathHTTP, pathHTTPNoS:
 		u := base + "/api/v1/search?limit=50&q=" + url.QueryEscape(q.mailarc)
@@ -265,7 +265,7 @@ func (s *scaleBench) coldOne(ctx context.Context, p, data, nmCfg string, q bench
 		}
 		return d, up, hwm, err
 	case pathInProc:
-		ix, err := index.OpenSQLite(filepath.Join(data, "index.db"))
+		ix, err := index.OpenSQLiteDir(data)
 		if err != nil {
 			return 0, 0, 0, err
 		}

@@ -5,8 +5,12 @@
 //
 // # Engine and on-disk format
 //
-// OpenSQLite keeps the index in its own SQLite database file (WAL mode,
-// synchronous=NORMAL, 8 KiB pages), separate from the catalog. It needs
+// OpenSQLite keeps an index in its own SQLite database file (WAL mode,
+// synchronous=NORMAL, 8 KiB pages), separate from the catalog. A data
+// directory's index is two such files, index.db and index-1.db
+// (OpenSQLiteDir, SQLiteFiles): Sharded puts each message in the file its
+// id hashes to, so that two FTS5 writers index in parallel (one writer was
+// the slowest stage of indexing) and merges each search's results. It needs
 // SQLite's FTS5 extension, which github.com/mattn/go-sqlite3 compiles in only
 // with the build tag sqlite_fts5 (go build -tags sqlite_fts5); without it
 // OpenSQLite returns an error saying so. The file holds:
@@ -25,6 +29,7 @@
 //     indexed, written in the same transaction as the documents.
 //   - PRAGMA user_version is the schema version; a file with another
 //     version is emptied at open (watermark 0) so the indexer rebuilds it.
+//     Each shard file keeps its own watermark; the index's is the lowest.
 //
 // The rowid follows the message date: rowid = unix_seconds<<20 | (seq &
 // 0xFFFFF), the low bits moved on to the next free value on a collision, and

@@ -19,8 +19,12 @@ import (
 	"github.com/mailarc/mailarc/internal/query"
 )
 
-// schemaVersion is stored in PRAGMA user_version.
-const schemaVersion = 1
+// schemaVersion is stored in PRAGMA user_version. Version 2: a data
+// directory's index is split over SQLiteShards files by message id
+// (Sharded); a version-1 index.db held every document, so it is emptied and
+// rebuilt rather than left holding documents that now belong to another
+// shard.
+const schemaVersion = 2
 
 const (
 	ridShift = 20

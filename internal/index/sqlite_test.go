@@ -2,6 +2,7 @@ package index_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -49,6 +50,57 @@ func TestSQLiteContract(t *testing.T) {
 			t.Fatalf("OpenSQLite: %v", err)
 		}
 		return ix
+	})
+}
+
+// TestShardedContract runs the contract suite over SQLite indexes split
+// into shards: the data directory's layout (index.OpenSQLiteDir) and three
+// shards, which exercises the key translation of keyset paging with a
+// shard on either side.
+func TestShardedContract(t *testing.T) {
+	t.Parallel()
+	requireFTS5(t)
+	t.Run("dir", func(t *testing.T) {
+		t.Parallel()
+		var mu sync.Mutex
+		dirs := map[*testing.T]string{}
+		indextest.Run(t, func(t *testing.T) index.Index {
+			mu.Lock()
+			d, ok := dirs[t]
+			if !ok {
+				d = t.TempDir()
+				dirs[t] = d
+			}
+			mu.Unlock()
+			ix, err := index.OpenSQLiteDir(d)
+			if err != nil {
+				t.Fatalf("OpenSQLiteDir: %v", err)
+			}
+			return ix
+		})
+	})
+	t.Run("three", func(t *testing.T) {
+		t.Parallel()
+		var mu sync.Mutex
+		dirs := map[*testing.T]string{}
+		indextest.Run(t, func(t *testing.T) index.Index {
+			mu.Lock()
+			d, ok := dirs[t]
+			if !ok {
+				d = t.TempDir()
+				dirs[t] = d
+			}
+			mu.Unlock()
+			var shards []index.Index
+			for i := range 3 {
+				ix, err := index.OpenSQLite(filepath.Join(d, fmt.Sprintf("s%d.db", i)))
+				if err != nil {
+					t.Fatalf("OpenSQLite: %v", err)
+				}
+				shards = append(shards, ix)
+			}
+			return index.NewSharded(shards...)
+		})
 	})
 }
 

@@ -87,10 +87,15 @@ func TestSearchSortAndPaging(t *testing.T) {
 	a := nd.post(t, msg("Fri, 1 Jan 2021 10:00:00 +0000", "alpha note", "kiwi "+strings.Repeat("filler ", 60)))
 	b := nd.post(t, msg("Sat, 1 Jan 2022 10:00:00 +0000", "kiwi kiwi", "kiwi kiwi kiwi"))
 	c := nd.post(t, msg("Sun, 1 Jan 2023 10:00:00 +0000", "gamma note", "kiwi kiwi filler"))
-	for i := 0; i < 4; i++ { // other words, so that kiwi is not in every message
+	// Other words, so that kiwi is rare. BM25 statistics are kept per
+	// index shard (each holds a random half of the messages), so there are
+	// enough messages for both halves to agree on how rare kiwi is (with a
+	// dozen per shard, the shard holding C alone would rate kiwi rarer and
+	// C above B).
+	for i := 0; i < 400; i++ {
 		nd.post(t, msg("Mon, 2 Jan 2023 10:00:00 +0000", fmt.Sprint("other ", i), "nothing of interest"))
 	}
-	testutil.Eventually(t, 30*time.Second, "seven messages indexed", func() bool { return nd.indexState(t).Counts.Indexed == 7 })
+	testutil.Eventually(t, 30*time.Second, "403 messages indexed", func() bool { return nd.indexState(t).Counts.Indexed == 403 })
 
 	q := "q=" + url.QueryEscape("kiwi")
 	for _, tc := range []struct {

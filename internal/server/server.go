@@ -7,7 +7,8 @@
 //	MAILARC        marker file (JSON: format, store instance id, created)
 //	lock           flock held by the process using the directory (holds its pid)
 //	catalog.db     metadata catalog (package catalog), with -wal and -shm
-//	index.db       full-text index (package index), derived and rebuildable
+//	index.db       full-text index (package index), derived and rebuildable;
+//	index-1.db     its second shard (index.OpenSQLiteDir)
 //	store/         blob store packs (package store)
 //	tls/           generated certificates (SMTP STARTTLS, mirror link)
 package server
@@ -207,7 +208,7 @@ func (n *Node) reconcileInstance(ctx context.Context) error {
 
 // openIndex opens the full-text index: in the PostgreSQL catalog's database
 // when the catalog is there (nodes sharing the catalog share the index),
-// else the SQLite file data_dir/index.db.
+// else the SQLite files data_dir/index.db and index-1.db (index.OpenSQLiteDir).
 func (n *Node) openIndex(ctx context.Context) error {
 	if n.Cfg.Catalog.Backend == "postgres" {
 		dsn, err := catalog.ReadDSNFile(n.Cfg.Catalog.DSNFile)
@@ -221,7 +222,7 @@ func (n *Node) openIndex(ctx context.Context) error {
 		n.Index = ix
 		return nil
 	}
-	ix, err := index.OpenSQLite(n.Dir.Join("index.db"))
+	ix, err := index.OpenSQLiteDir(n.Dir.Path)
 	if err != nil {
 		return err
 	}

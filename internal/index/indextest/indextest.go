@@ -570,7 +570,17 @@ func testKeysetPaging(t *testing.T, open func(t *testing.T) index.Index) {
 		}
 		docs = append(docs, d)
 	}
-	add(t, ix, docs, 1<<20+20)
+	// Pairs of documents whose seqs differ by 2^20 on the same date: their
+	// first-choice rowids collide, so an index moves one of them (or,
+	// sharded, two shards may hold the same key).
+	for i := range 8 {
+		for _, seq := range []int64{int64(100 + i), int64(100 + i + 1<<20)} {
+			d := doc(seq, fmt.Sprintf("c%d-%d", i, seq), "keyset")
+			d.Date = same.Add(-time.Hour)
+			docs = append(docs, d)
+		}
+	}
+	add(t, ix, docs, 1<<20+200)
 	for _, c := range []struct {
 		q     string
 		addrs []string
