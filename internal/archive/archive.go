@@ -85,6 +85,7 @@ type Archive struct {
 type request struct {
 	id     string
 	data   []byte
+	blob   store.Blob // id and data, encoded ahead when the store can (see encoder)
 	report *store.Blob
 	meta   catalog.NewMessage
 	resp   chan response
@@ -181,9 +182,16 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 	}
 	req.id = message.ID(data)
 	req.data = data
+	req.blob = store.Blob{ID: req.id, Data: data}
+	if enc, ok := a.st.(encoder); ok {
+		// Compress here, on the caller's goroutine, so concurrent ingests
+		// spread it over the CPUs while the committer only writes and
+		// syncs. On failure Put encodes (and reports) as usual.
+		_ = enc.Encode(&req.blob)
+	}
 	// The catalog needs header fields and the attachment list only; the
 	// indexer decodes the text later, off the acknowledgement path.
-	p := message.Parse(data, message.Options{Arrival: arrival, SkipText: true})
+	p := message.Parse(data, message.Options{Arrival: arrival, SkipText: true, SkipHeaderList: true})
 	req.meta = catalog.NewMessage{
 		ID:          req.id,
 		Date:        p.Date,
@@ -225,6 +233,12 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 		// this as stored, and a retry deduplicates.
 		return Result{}, ctx.Err()
 	}
+}
+
+// encoder is implemented by stores that can encode a blob before Put
+// (store.Local.Encode).
+type encoder interface {
+	Encode(b *store.Blob) error
 }
 
 // commitLoop gathers requests into groups and runs the two durable steps
@@ -311,7 +325,7 @@ func (a *Archive) storeBlobs(batch []*request) *group {
 		// crash, whatever the catalog says.
 		if !seen[r.id] {
 			seen[r.id] = true
-			blobs = append(blobs, store.Blob{ID: r.id, Data: r.data})
+			blobs = append(blobs, r.blob)
 		}
 		if r.report != nil && !seen[r.report.ID] {
 			seen[r.report.ID] = true

@@ -10,8 +10,9 @@
 //
 // Verifying an argon2id hash costs tens of milliseconds by design, so a
 // successful (user, password) check is cached in memory for a few minutes
-// as a SHA-256 of the pair; failed logins are throttled per user and per
-// client address.
+// as a SHA-256 of the pair, and concurrent logins with the same pair wait
+// for one check instead of each hashing; failed logins are throttled per
+// user and per client address.
 //
 // # Directory accounts
 //
@@ -99,7 +100,19 @@ type Service struct {
 
 	mu       sync.Mutex
 	cache    map[[32]byte]cached
+	inflight map[[32]byte]*loginCall // password checks under way, by cache key
 	failures map[string]*failure
+}
+
+// loginCall is one password check that concurrent logins with the same
+// name and password wait for instead of each paying for argon2id (a client
+// opening 16 connections at once with HTTP Basic would otherwise cost 16
+// hashes before the first result is cached).
+type loginCall struct {
+	name string
+	done chan struct{}
+	u    *User
+	err  error
 }
 
 type cached struct {
@@ -149,7 +162,8 @@ func (s *Service) SetDirectory(d Directory) {
 
 // New returns a Service using the catalog's writer and reader handles.
 func New(writer, reader *sql.DB) *Service {
-	return &Service{w: writer, r: reader, now: time.Now, cache: map[[32]byte]cached{}, failures: map[string]*failure{}}
+	return &Service{w: writer, r: reader, now: time.Now, cache: map[[32]byte]cached{},
+		inflight: map[[32]byte]*loginCall{}, failures: map[string]*failure{}}
 }
 
 // argon2id parameters (OWASP's recommended minimum: m=19 MiB, t=2, p=1).
@@ -368,8 +382,44 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (*Us
 		u := *c.u
 		return &u, nil
 	}
+	if call, ok := s.inflight[key]; ok && call.name == name {
+		s.mu.Unlock()
+		select {
+		case <-call.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if call.err != nil && (errors.Is(call.err, context.Canceled) || errors.Is(call.err, context.DeadlineExceeded)) {
+			// The first caller gave up; that says nothing about this one.
+			return s.Login(ctx, name, password, client)
+		}
+		if call.err != nil {
+			return nil, call.err
+		}
+		u := *call.u
+		return &u, nil
+	}
+	call := &loginCall{name: name, done: make(chan struct{})}
+	s.inflight[key] = call
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.inflight, key)
+		s.mu.Unlock()
+		close(call.done)
+	}()
+	call.u, call.err = s.check(ctx, name, password, key, throttleKeys, now)
+	if call.err != nil {
+		return nil, call.err
+	}
+	u := *call.u
+	return &u, nil
+}
 
+// check verifies name and password (locally or in the directory), counts
+// a failure towards the throttle or caches a success, and returns the
+// user (shared with the cache: callers copy it).
+func (s *Service) check(ctx context.Context, name, password string, key [32]byte, throttleKeys []string, now time.Time) (*User, error) {
 	u, hash, err := s.load(ctx, name)
 	if err != nil && !errors.Is(err, ErrNoUser) {
 		return nil, err

@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mailarc/mailarc/internal/auth"
 	"github.com/mailarc/mailarc/internal/catalog/catalogtest"
+	"github.com/mailarc/mailarc/internal/testutil"
 )
 
 // fakeDirectory is an in-memory auth.Directory: accounts by login name
@@ -189,4 +193,56 @@ func TestDirectoryAccountReplication(t *testing.T) {
 			t.Fatalf("forged record: %d %v", n, err)
 		}
 	})
+}
+
+// gateDirectory answers every request as a fakeDirectory would, but only
+// once open is closed, and counts the requests.
+type gateDirectory struct {
+	fakeDirectory
+	open  chan struct{}
+	calls atomic.Int64
+}
+
+func (d *gateDirectory) Authenticate(ctx context.Context, name, password string) (*auth.DirectoryUser, error) {
+	d.calls.Add(1)
+	<-d.open
+	return d.fakeDirectory.Authenticate(ctx, name, password)
+}
+
+// TestConcurrentLoginsCheckOnce: logins with the same name and password
+// arriving together (a client opening many connections with HTTP Basic)
+// share one check, for a right and for a wrong password alike.
+func TestConcurrentLoginsCheckOnce(t *testing.T) {
+	ctx := context.Background()
+	w, r := catalogtest.SQLiteBackend().New(t).DB()
+	s := auth.New(w, r)
+	for _, pw := range []string{"right", "wrong"} {
+		d := &gateDirectory{fakeDirectory: fakeDirectory{users: map[string]fakeEntry{}}, open: make(chan struct{})}
+		d.set([]string{"bob"}, "right", auth.DirectoryUser{Name: "bob", Role: auth.RoleUser})
+		s.SetDirectory(d)
+		const n = 16
+		var started, done sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			started.Add(1)
+			done.Add(1)
+			go func() {
+				defer done.Done()
+				started.Done()
+				_, errs[i] = s.Login(ctx, "bob", pw, fmt.Sprint("192.0.2.", i))
+			}()
+		}
+		started.Wait()
+		testutil.Eventually(t, 10*time.Second, "the directory asked", func() bool { return d.calls.Load() > 0 })
+		close(d.open)
+		done.Wait()
+		if c := d.calls.Load(); c != 1 {
+			t.Errorf("%s password: %d directory requests for %d concurrent logins, want 1", pw, c, n)
+		}
+		for i, err := range errs {
+			if pw == "right" && err != nil || pw == "wrong" && !errors.Is(err, auth.ErrBadCredentials) {
+				t.Errorf("%s password: login %d: %v", pw, i, err)
+			}
+		}
+	}
 }

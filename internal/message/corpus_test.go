@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"sort"
 	"strings"
@@ -127,6 +128,7 @@ func TestCorpus(t *testing.T) {
 				_, _, _ = UnwrapJournal(raw)
 				d := time.Since(start)
 				checkParsed(t, path, p, 0)
+				checkSkipHeaderList(t, path, raw, p)
 				if len(p.Attachments) > 0 {
 					// Attachment numbering must agree between Parse and AttachmentData.
 					last := len(p.Attachments) - 1
@@ -181,4 +183,31 @@ func BenchmarkParseCorpus(b *testing.B) {
 		Parse(msgs[i%len(msgs)], Options{})
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// checkSkipHeaderList parses raw again with SkipHeaderList and requires
+// the same result as full (the first parse) except for the header lists.
+func checkSkipHeaderList(t *testing.T, path string, raw []byte, full *Parsed) {
+	t.Helper()
+	lean := Parse(raw, Options{Arrival: time.Unix(1e9, 0), SkipHeaderList: true})
+	if lean.Header != nil {
+		t.Errorf("%s: SkipHeaderList kept %d header fields", path, len(lean.Header))
+	}
+	if !reflect.DeepEqual(withoutHeaders(lean), withoutHeaders(full)) {
+		t.Errorf("%s: SkipHeaderList changed more than the header list", path)
+	}
+}
+
+// withoutHeaders returns a copy of p with every Header list (nested
+// messages included) cleared.
+func withoutHeaders(p *Parsed) *Parsed {
+	c := *p
+	c.Header = nil
+	c.Attachments = append([]Attachment(nil), p.Attachments...)
+	for i := range c.Attachments {
+		if n := c.Attachments[i].Nested; n != nil {
+			c.Attachments[i].Nested = withoutHeaders(n)
+		}
+	}
+	return &c
 }

@@ -118,6 +118,11 @@ type Options struct {
 	// for callers that need only the header fields and the attachment list
 	// (the ingest path; the indexer parses again with text).
 	SkipText bool
+	// SkipHeaderList leaves Parsed.Header nil (so Get returns ""): the
+	// well-known fields (addresses, Date, Subject, ids) are still filled.
+	// Decoding every field is a tenth of the parse; the ingest path and
+	// the indexer do not need the list.
+	SkipHeaderList bool
 }
 
 // withDefaults fills zero fields.
@@ -249,13 +254,17 @@ func (p *parser) parseMessage(raw []byte, depth int, top bool) *Parsed {
 // fillHeader decodes the header fields and the envelope-like fields.
 func (p *parser) fillHeader(st *msgState, fields []rawField) {
 	m := st.msg
-	m.Header = make([]HeaderField, 0, len(fields))
+	if !p.opt.SkipHeaderList {
+		m.Header = make([]HeaderField, 0, len(fields))
+	}
 	nul := false
 	for _, f := range fields {
 		if bytes.IndexByte(f.value, 0) >= 0 {
 			nul = true
 		}
-		m.Header = append(m.Header, HeaderField{Key: cleanText(fallbackUTF8String(f.key)), Value: decodeField(f.value)})
+		if !p.opt.SkipHeaderList {
+			m.Header = append(m.Header, HeaderField{Key: cleanText(fallbackUTF8String(f.key)), Value: decodeField(f.value)})
+		}
 	}
 	if nul {
 		st.problem("NUL bytes in header values removed")

@@ -765,10 +765,25 @@ func (l *Local) Put(ctx context.Context, blobs []Blob) error {
 		return nil
 	}
 	// Encode outside the write lock (so concurrent Puts compress in
-	// parallel), spread over the CPUs for large batches.
-	encoded, err := l.encodeAll(ctx, keys, blobs, todo)
+	// parallel), spread over the CPUs for large batches; blobs that Encode
+	// prepared are used as they are.
+	var fresh []int
+	for _, i := range todo {
+		if blobs[i].record == nil {
+			fresh = append(fresh, i)
+		}
+	}
+	encodedFresh, err := l.encodeAll(ctx, keys, blobs, fresh)
 	if err != nil {
 		return err
+	}
+	encoded := make([][]byte, len(todo))
+	for j, i := range todo {
+		if blobs[i].record != nil {
+			encoded[j] = blobs[i].record
+		} else {
+			encoded[j], encodedFresh = encodedFresh[0], encodedFresh[1:]
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -800,6 +815,34 @@ func (l *Local) Put(ctx context.Context, blobs []Blob) error {
 	}
 	l.mu.Unlock()
 	return err
+}
+
+// Encode prepares b for Put: it compresses (and encrypts) b's record now,
+// in the caller's goroutine, so that Put only has to append it. The archive
+// encodes each message on its request's goroutine, so the work spreads
+// over the CPUs instead of waiting for the group commit. A blob the store
+// already holds is left as it is (Put skips it). Put still checks that
+// b.Data matches b.ID; Encode only checks that b.ID is an id.
+func (l *Local) Encode(b *Blob) error {
+	k, err := parseID(b.ID)
+	if err != nil {
+		return fmt.Errorf("store: encode: %w", err)
+	}
+	if len(b.Data) > MaxBlobSize {
+		return fmt.Errorf("store: encode %s: blob is %d bytes, more than the %d limit", b.ID, len(b.Data), MaxBlobSize)
+	}
+	l.mu.RLock()
+	_, held := l.m[k]
+	l.mu.RUnlock()
+	if held {
+		return nil
+	}
+	rec, err := l.codec.encodeRecord(make([]byte, 0, len(b.Data)*65/64+recordHeaderSize+gcmNonceSize+gcmTagSize+64), k, b.Data)
+	if err != nil {
+		return fmt.Errorf("store: encode %s: %w", b.ID, err)
+	}
+	b.record = rec
+	return nil
 }
 
 // firstMismatch re-hashes every blob against its key, spread over the

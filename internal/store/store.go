@@ -24,6 +24,9 @@ var (
 type Blob struct {
 	ID   string // lowercase hex sha256 of Data
 	Data []byte // the message bytes to keep
+
+	// record is Data already encoded by Local.Encode (nil: Put encodes).
+	record []byte
 }
 
 // Stats describes the content of a store.
