@@ -54,14 +54,25 @@ func runImport(ctx context.Context, args []string) error {
 	var stopErr error
 	stop := func(err error) { stopOnce.Do(func() { stopErr = err; cancel() }) }
 
-	total, _ := file.Count(ctx, paths)
-	p := newProgress("import", total)
+	p := newProgress("import", 0)
+	var mu sync.Mutex // guards p and the counters below
+	if p.tty {
+		// The total (for the bar and ETA) is counted beside the import,
+		// which starts at once; without a terminal nobody sees it, and
+		// counting reads every file an extra time.
+		go func() {
+			if total, err := file.Count(ctx, paths); err == nil {
+				mu.Lock()
+				p.total = total
+				mu.Unlock()
+			}
+		}()
+	}
 	type job struct {
 		source string
 		raw    []byte
 	}
 	jobs := make(chan job, *workers*2)
-	var mu sync.Mutex
 	var imported, dups, seen int
 	var failures []string
 	fail := func(source string, err error) {
@@ -116,13 +127,15 @@ func runImport(ctx context.Context, args []string) error {
 	})
 	close(jobs)
 	wg.Wait()
+	mu.Lock()
 	p.done()
+	mu.Unlock()
 	for _, fl := range failures {
 		fmt.Fprintf(os.Stderr, "failed: %s\n", fl)
 	}
 	fmt.Printf("imported %d, duplicates %d, failed %d\n", imported, dups, len(failures))
 	if stopErr != nil {
-		return fmt.Errorf("import stopped after %d of %d messages: %w", seen, total, stopErr)
+		return fmt.Errorf("import stopped after %d messages: %w", seen, stopErr)
 	}
 	if walkErr != nil {
 		return walkErr
