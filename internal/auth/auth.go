@@ -113,7 +113,14 @@ type loginCall struct {
 	done chan struct{}
 	u    *User
 	err  error
+	// abandoned: the first caller's own context ended during the check,
+	// so its error says nothing about the others, who check again.
+	abandoned bool
 }
+
+// errLoginAborted is what waiters see if the check they waited for ended
+// without a result (it panicked).
+var errLoginAborted = errors.New("auth: login check aborted")
 
 type cached struct {
 	login   string // the name given at login
@@ -389,17 +396,21 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (*Us
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		if call.err != nil && (errors.Is(call.err, context.Canceled) || errors.Is(call.err, context.DeadlineExceeded)) {
-			// The first caller gave up; that says nothing about this one.
+		if call.abandoned {
 			return s.Login(ctx, name, password, client)
 		}
 		if call.err != nil {
 			return nil, call.err
 		}
+		s.mu.Lock()
+		for _, k := range throttleKeys { // this client logged in too
+			delete(s.failures, k)
+		}
+		s.mu.Unlock()
 		u := *call.u
 		return &u, nil
 	}
-	call := &loginCall{name: name, done: make(chan struct{})}
+	call := &loginCall{name: name, done: make(chan struct{}), err: errLoginAborted}
 	s.inflight[key] = call
 	s.mu.Unlock()
 	defer func() {
@@ -408,12 +419,13 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (*Us
 		s.mu.Unlock()
 		close(call.done)
 	}()
-	call.u, call.err = s.check(ctx, name, password, key, throttleKeys, now)
-	if call.err != nil {
-		return nil, call.err
+	u, err := s.check(ctx, name, password, key, throttleKeys, now)
+	call.u, call.err, call.abandoned = u, err, err != nil && ctx.Err() != nil
+	if err != nil {
+		return nil, err
 	}
-	u := *call.u
-	return &u, nil
+	cp := *u
+	return &cp, nil
 }
 
 // check verifies name and password (locally or in the directory), counts

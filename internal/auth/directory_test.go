@@ -201,23 +201,33 @@ type gateDirectory struct {
 	fakeDirectory
 	open  chan struct{}
 	calls atomic.Int64
+	err   error // returned instead of an answer when set
 }
 
 func (d *gateDirectory) Authenticate(ctx context.Context, name, password string) (*auth.DirectoryUser, error) {
 	d.calls.Add(1)
 	<-d.open
+	if d.err != nil {
+		return nil, d.err
+	}
 	return d.fakeDirectory.Authenticate(ctx, name, password)
 }
 
 // TestConcurrentLoginsCheckOnce: logins with the same name and password
 // arriving together (a client opening many connections with HTTP Basic)
-// share one check, for a right and for a wrong password alike.
+// share one check, for a right and for a wrong password alike, and for a
+// directory that times out (its deadline is its own: the others do not
+// each try again).
 func TestConcurrentLoginsCheckOnce(t *testing.T) {
 	ctx := context.Background()
 	w, r := catalogtest.SQLiteBackend().New(t).DB()
 	s := auth.New(w, r)
-	for _, pw := range []string{"right", "wrong"} {
+	timeout := fmt.Errorf("ldap: dial tcp 192.0.2.1:636: %w", context.DeadlineExceeded)
+	for _, pw := range []string{"right", "wrong", "timeout"} {
 		d := &gateDirectory{fakeDirectory: fakeDirectory{users: map[string]fakeEntry{}}, open: make(chan struct{})}
+		if pw == "timeout" {
+			d.err = timeout
+		}
 		d.set([]string{"bob"}, "right", auth.DirectoryUser{Name: "bob", Role: auth.RoleUser})
 		s.SetDirectory(d)
 		const n = 16
@@ -240,7 +250,8 @@ func TestConcurrentLoginsCheckOnce(t *testing.T) {
 			t.Errorf("%s password: %d directory requests for %d concurrent logins, want 1", pw, c, n)
 		}
 		for i, err := range errs {
-			if pw == "right" && err != nil || pw == "wrong" && !errors.Is(err, auth.ErrBadCredentials) {
+			if pw == "right" && err != nil || pw == "wrong" && !errors.Is(err, auth.ErrBadCredentials) ||
+				pw == "timeout" && !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("%s password: login %d: %v", pw, i, err)
 			}
 		}

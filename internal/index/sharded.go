@@ -54,7 +54,9 @@ func OpenSQLiteDir(dir string) (*Sharded, error) {
 // and gives every shard the watermark; Watermark is the lowest of them,
 // so after a failure in one shard the indexer resumes where that one
 // stopped (re-adding to the others replaces). Search asks every shard for
-// the first Offset+Limit hits and merges them in the requested order;
+// the first Offset+Limit hits and merges them in the requested order
+// (a date-ordered page deeper than deepOffset walks there in keyset steps
+// instead, see searchDeep; relevance pages are capped by the API);
 // totals are summed. Hit.Key is the shard's key times the shard count
 // plus the shard number, so keys stay distinct across shards and keyset
 // paging (Options.After) resumes exactly.
@@ -159,6 +161,9 @@ func (s *Sharded) Search(ctx context.Context, q *query.Query, opt Options) (Resu
 		limit = DefaultLimit
 	}
 	offset := max(opt.Offset, 0)
+	if offset > deepOffset && opt.Sort != SortRelevance {
+		return s.searchDeep(ctx, q, opt, offset, limit)
+	}
 	results := make([]Result, len(s.shards))
 	err := s.each(func(i int, sh Index) error {
 		o := opt
@@ -190,6 +195,58 @@ func (s *Sharded) Search(ctx context.Context, q *query.Query, opt Options) (Resu
 	out.Hits = []Hit{}
 	if offset < len(hits) {
 		out.Hits = append(out.Hits, hits[offset:min(len(hits), offset+limit)]...)
+	}
+	return out, nil
+}
+
+// deepOffset is the offset beyond which a date-ordered search skips to
+// its page through the shards in keyset steps of this many hits
+// (searchDeep), instead of holding offset+limit hits of every shard in
+// memory as a shallow page does.
+const deepOffset = 1000
+
+// searchDeep answers a date-ordered search whose offset is beyond
+// deepOffset: it walks to the page in steps of deepOffset hits, each step
+// resuming after the last hit of the one before (Options.After), then
+// asks for the page itself; the total is counted once, as the caller
+// asked.
+func (s *Sharded) searchDeep(ctx context.Context, q *query.Query, opt Options, offset, limit int) (Result, error) {
+	step := opt
+	step.Offset, step.CountTotal, step.CountLimit = 0, false, 0
+	after := opt.After
+	out := Result{Hits: []Hit{}}
+	found := true
+	for offset > 0 {
+		step.Limit, step.After = min(offset, deepOffset), after
+		r, err := s.Search(ctx, q, step)
+		if err != nil {
+			return Result{}, err
+		}
+		if len(r.Hits) < step.Limit {
+			found = false // fewer matches than the offset: the page is empty
+			break
+		}
+		offset -= len(r.Hits)
+		last := r.Hits[len(r.Hits)-1]
+		after = &last
+	}
+	if found {
+		page := opt
+		page.Offset, page.Limit, page.After, page.CountTotal, page.CountLimit = 0, limit, after, false, 0
+		r, err := s.Search(ctx, q, page)
+		if err != nil {
+			return Result{}, err
+		}
+		out.Hits = r.Hits
+	}
+	if opt.CountTotal {
+		count := opt
+		count.Offset, count.Limit = 0, 1
+		r, err := s.Search(ctx, q, count)
+		if err != nil {
+			return Result{}, err
+		}
+		out.Total, out.TotalCapped = r.Total, r.TotalCapped
 	}
 	return out, nil
 }

@@ -111,6 +111,8 @@ func TestSearchSortAndPaging(t *testing.T) {
 		{"&sort=date&limit=1&offset=1", []string{b}},
 		{"&sort=-date&limit=2&offset=1", []string{b, a}},
 		{"&sort=date&offset=3", []string{}},
+		{"&sort=relevance&offset=9950", []string{}}, // offset+limit = 10,000: the deepest relevance page
+		{"&sort=-date&offset=20000", []string{}},    // date order pages deeper
 	} {
 		total, ids := nd.searchIDs(t, q+tc.params)
 		if total != 3 || !slices.Equal(ids, tc.want) {
@@ -121,6 +123,7 @@ func TestSearchSortAndPaging(t *testing.T) {
 		{"&sort=size", "bad_sort"}, {"&sort=DATE", "bad_sort"},
 		{"&limit=0", "bad_limit"}, {"&limit=1001", "bad_limit"}, {"&limit=ten", "bad_limit"},
 		{"&offset=-1", "bad_offset"}, {"&offset=x", "bad_offset"},
+		{"&sort=relevance&offset=9951", "bad_offset"}, {"&sort=relevance&offset=9000&limit=1001", "bad_limit"},
 	} {
 		if c, b := nd.admin(t, "GET", "/api/v1/search?"+q+tc.params, nil); c != 400 || errCode(b) != tc.code {
 			t.Errorf("%s: %d %s, want 400 %s", tc.params, c, b, tc.code)

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -33,6 +34,11 @@ type SearchRequest struct {
 // matches, so a million-message archive answers "10000+" at once and the
 // exact figure on request (API count=exact, the UI's "count all" link).
 const CountCap = 10000
+
+// MaxRelevanceDepth is how deep relevance-ordered results page (offset
+// plus limit): ranking has to hold every earlier hit of every index shard
+// in memory, so deeper pages are refused (date order pages without limit).
+const MaxRelevanceDepth = 10000
 
 // CountLimit is the index count limit for req: 0 (exact) or at least
 // CountCap and always past the requested page, so "next page" is known.
@@ -111,6 +117,9 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) error {
 	case "date", "relevance":
 	default:
 		return errf(http.StatusBadRequest, "bad_sort", "sort must be date, -date or relevance")
+	}
+	if req.Sort == "relevance" && req.Offset+req.Limit > MaxRelevanceDepth {
+		return errf(http.StatusBadRequest, "bad_offset", fmt.Sprintf("sort=relevance pages at most %d results deep (offset+limit); use sort=date or -date to go further", MaxRelevanceDepth))
 	}
 	res, err := s.d.Search.Search(r.Context(), req)
 	var qe QueryError

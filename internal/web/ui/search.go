@@ -79,6 +79,9 @@ func readSearchForm(v url.Values) searchForm {
 	if f.Page < 1 || f.Page > 100000 {
 		f.Page = 1
 	}
+	if f.Sort == "relevance" {
+		f.Page = min(f.Page, web.MaxRelevanceDepth/f.Limit)
+	}
 	return f
 }
 
