@@ -144,6 +144,9 @@ type hooks struct {
 	// aeBucketDone is called after a top-level bucket of an anti-entropy
 	// pass was verified and persisted; an error aborts the pass there.
 	aeBucketDone func(peer, bucket string) error
+	// backlogBatch is called when the backlog lane is about to push a
+	// batch of n entries to peer (after Draining was updated).
+	backlogBatch func(peer string, n int)
 }
 
 // peer is the runtime state of one configured peer.
@@ -161,6 +164,7 @@ type peer struct {
 	usersDirty atomic.Bool
 
 	busy        atomic.Bool  // the backlog lane is pushing a batch
+	draining    atomic.Bool  // ... and that batch was full: a backlog is being sent (see Draining)
 	inflightEnd atomic.Int64 // last seq of the backlog lane's batch
 
 	// maxMsg is the peer's max_message_size from its latest hello (0:
@@ -372,6 +376,19 @@ func (m *Mirror) Addr() net.Addr {
 		return nil
 	}
 	return m.ln.Addr()
+}
+
+// Draining reports whether the backlog lane of some peer is sending a
+// backlog (its last batch was full, i.e. more mail was waiting). The
+// server's indexer yields then, as it does to busy ingest: getting mail
+// onto the second node comes before indexing it here.
+func (m *Mirror) Draining() bool {
+	for _, p := range m.peers {
+		if p.draining.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // Notify tells the lanes that new mail was committed (archive OnCommit).

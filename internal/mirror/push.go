@@ -120,6 +120,7 @@ func (m *Mirror) ping(s *session) error {
 // batch, advancing the cursor over the contiguous finished prefix.
 func (m *Mirror) backlogLoop(ctx context.Context, p *peer, s *session) error {
 	defer p.busy.Store(false)
+	defer p.draining.Store(false)
 	if err := m.checkPeerHolds(ctx, p, s); err != nil {
 		return err
 	}
@@ -134,6 +135,7 @@ func (m *Mirror) backlogLoop(ctx context.Context, p *peer, s *session) error {
 		}
 		if len(items) == 0 {
 			p.busy.Store(false)
+			p.draining.Store(false)
 			if err := m.idle(ctx, s, p.work); err != nil {
 				return err
 			}
@@ -141,6 +143,10 @@ func (m *Mirror) backlogLoop(ctx context.Context, p *peer, s *session) error {
 		}
 		p.inflightEnd.Store(items[len(items)-1].Seq)
 		p.busy.Store(true)
+		p.draining.Store(len(items) == m.cfg.BatchSize)
+		if h := m.hooks.backlogBatch; h != nil {
+			h(p.cfg.Name, len(items))
+		}
 		done, retry, err := m.pushBatch(ctx, p, s, items)
 		next := cursor
 		for i, it := range items {

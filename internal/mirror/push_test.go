@@ -10,6 +10,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -555,5 +556,57 @@ func TestMirrorMetrics(t *testing.T) {
 	}
 	if n := gauge("mailarc_mirror_purges_held_back"); n != 0 {
 		t.Fatalf("purges held back %v after the drain, want 0", n)
+	}
+}
+
+// TestDraining: Draining reports a backlog being sent (a full batch on its
+// way to the peer, so the server's indexer yields to it) and stops when
+// the peer has caught up and only fresh mail trickles.
+func TestDraining(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pa, pb := freePort(t), freePort(t)
+	release := make(chan struct{})
+	var once sync.Once
+	seen := make(chan bool, 1) // Draining as the first backlog batch left
+	var a *testNode
+	a = openNodeOpts(t, "arc-a", pa, map[string]int{"arc-b": pb}, nodeOpts{hooks: hooks{backlogBatch: func(peer string, n int) {
+		once.Do(func() {
+			seen <- a.m.Draining()
+			<-release
+		})
+	}}})
+	if a.m.Draining() {
+		t.Fatal("draining before any mail")
+	}
+	for i := 0; i < 25; i++ { // batches of 7: 7, 7, 7, 4
+		if _, err := a.arch.Ingest(ctx, testMsg("d", i), archive.Origin{Source: "api"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := openNode(t, "arc-b", pb, map[string]int{"arc-a": pa})
+	select {
+	case d := <-seen:
+		if !d {
+			t.Error("not draining while a full backlog batch is pushed")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no backlog batch pushed within 30 s")
+	}
+	close(release)
+	testutil.Eventually(t, 30*time.Second, "arc-b to hold the backlog and draining to stop", func() bool {
+		s, _ := b.cat.Stats(ctx)
+		return s.Messages == 25 && !a.m.Draining()
+	})
+	// Fresh mail one message at a time is not a backlog.
+	if _, err := a.arch.Ingest(ctx, testMsg("d", 99), archive.Origin{Source: "api"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, "the fresh message on arc-b", func() bool {
+		s, _ := b.cat.Stats(ctx)
+		return s.Messages == 26
+	})
+	if a.m.Draining() {
+		t.Error("draining after a single fresh message")
 	}
 }

@@ -54,8 +54,18 @@ func (n *Node) NewIndexer() *index.Indexer {
 		Workers:    n.Cfg.Index.Workers,
 		Logger:     n.Log.With("component", "indexer"),
 		Registerer: n.Registry,
-		Busy:       n.Archive.Busy,
+		Busy:       n.indexShouldYield,
 	})
+}
+
+// indexShouldYield reports whether the indexer should leave the CPU to
+// ingest (a burst) or to mirroring (a backlog being sent to a peer).
+func (n *Node) indexShouldYield() bool {
+	if n.Archive.Busy() {
+		return true
+	}
+	m := n.mirror.Load()
+	return m != nil && m.Draining()
 }
 
 // Searcher returns a search adapter over this node (for CLI use).
