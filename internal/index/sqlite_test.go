@@ -32,20 +32,30 @@ func requireFTS5(tb testing.TB) {
 	}
 }
 
+// dirPerTest returns a function giving each (sub)test its own directory,
+// the same one every time that test asks (the contract suite reopens an
+// index to check what persisted).
+func dirPerTest() func(t *testing.T) string {
+	var mu sync.Mutex
+	dirs := map[*testing.T]string{}
+	return func(t *testing.T) string {
+		mu.Lock()
+		defer mu.Unlock()
+		d, ok := dirs[t]
+		if !ok {
+			d = t.TempDir()
+			dirs[t] = d
+		}
+		return d
+	}
+}
+
 func TestSQLiteContract(t *testing.T) {
 	t.Parallel()
 	requireFTS5(t)
-	var mu sync.Mutex
-	paths := map[*testing.T]string{}
+	dir := dirPerTest()
 	indextest.Run(t, func(t *testing.T) index.Index {
-		mu.Lock()
-		p, ok := paths[t]
-		if !ok {
-			p = filepath.Join(t.TempDir(), "index.db")
-			paths[t] = p
-		}
-		mu.Unlock()
-		ix, err := index.OpenSQLite(p)
+		ix, err := index.OpenSQLite(filepath.Join(dir(t), "index.db"))
 		if err != nil {
 			t.Fatalf("OpenSQLite: %v", err)
 		}
@@ -62,17 +72,9 @@ func TestShardedContract(t *testing.T) {
 	requireFTS5(t)
 	t.Run("dir", func(t *testing.T) {
 		t.Parallel()
-		var mu sync.Mutex
-		dirs := map[*testing.T]string{}
+		dir := dirPerTest()
 		indextest.Run(t, func(t *testing.T) index.Index {
-			mu.Lock()
-			d, ok := dirs[t]
-			if !ok {
-				d = t.TempDir()
-				dirs[t] = d
-			}
-			mu.Unlock()
-			ix, err := index.OpenSQLiteDir(d)
+			ix, err := index.OpenSQLiteDir(dir(t))
 			if err != nil {
 				t.Fatalf("OpenSQLiteDir: %v", err)
 			}
@@ -81,19 +83,11 @@ func TestShardedContract(t *testing.T) {
 	})
 	t.Run("three", func(t *testing.T) {
 		t.Parallel()
-		var mu sync.Mutex
-		dirs := map[*testing.T]string{}
+		dir := dirPerTest()
 		indextest.Run(t, func(t *testing.T) index.Index {
-			mu.Lock()
-			d, ok := dirs[t]
-			if !ok {
-				d = t.TempDir()
-				dirs[t] = d
-			}
-			mu.Unlock()
 			var shards []index.Index
 			for i := range 3 {
-				ix, err := index.OpenSQLite(filepath.Join(d, fmt.Sprintf("s%d.db", i)))
+				ix, err := index.OpenSQLite(filepath.Join(dir(t), fmt.Sprintf("s%d.db", i)))
 				if err != nil {
 					t.Fatalf("OpenSQLite: %v", err)
 				}
