@@ -115,10 +115,7 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 			if len(buf) > len(b)-n {
 				buf = buf[:len(b)-n]
 			}
-			run := bytes.IndexByte(buf, '\r')
-			if run < 0 {
-				run = len(buf)
-			}
+			run := dataRun(buf)
 			if run > 0 {
 				copy(b[n:], buf[:run])
 				_, _ = r.r.Discard(run)
@@ -179,6 +176,26 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		r.n -= int64(n)
 	}
 	return
+}
+
+// dataRun returns how many bytes at the start of buf, read in the middle
+// of a line, the state machine would pass through unchanged and end in
+// stateData: everything up to the next CR, and past each CR LF whose next
+// byte (also in buf) is neither a dot nor a CR, since that byte starts an
+// ordinary line. (mailarc patch: one ReadByte per line end otherwise.)
+func dataRun(buf []byte) int {
+	i := 0
+	for {
+		j := bytes.IndexByte(buf[i:], '\r')
+		if j < 0 {
+			return len(buf)
+		}
+		k := i + j
+		if k+2 >= len(buf) || buf[k+1] != '\n' || buf[k+2] == '.' || buf[k+2] == '\r' {
+			return k
+		}
+		i = k + 3
+	}
 }
 
 // atLimit is Read once MaxMessageBytes bytes of data have been returned.

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"testing/iotest"
 )
@@ -123,6 +124,14 @@ func TestDataReaderMatchesUpstream(t *testing.T) {
 		"abc\r\n",
 		"abcd\r",
 		"..b\r\n\r\n.\r\n",
+		// Runs across line ends (dataRun): ordinary lines, empty lines,
+		// bare LFs, dots and CRs starting lines in the middle of a run.
+		"one\r\ntwo\r\nthree\r\n.\r\n",
+		"a\r\n\nb\r\n\n\r\n.\r\n",
+		"a\r\nb\r\n.c\r\nd\r\n..\r\ne\r\n.\r\n",
+		"a\r\nb\r\n\rc\r\n\r\r\n.\r\n",
+		"a\r\nb\r\nc\r\n.\r\nafter the end\r\n",
+		strings.Repeat("XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\r\n", 1400) + ".\r\n",
 	} {
 		for _, bs := range []int{16, 17, 4096} {
 			for _, chunk := range []int{1, 3, 64, 32 << 10} {
@@ -192,4 +201,20 @@ func FuzzLineLimitReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkDataReader reads a 100 kB message of 75-byte lines (the shape
+// of Postfix smtp-source's) through dataReader, as the server does.
+func BenchmarkDataReader(b *testing.B) {
+	in := []byte(strings.Repeat(strings.Repeat("X", 73)+"\r\n", 1365) + ".\r\n")
+	p := make([]byte, 32<<10)
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		dr := &dataReader{r: bufio.NewReaderSize(bytes.NewReader(in), 4096)}
+		for {
+			if _, err := dr.Read(p); err != nil {
+				break
+			}
+		}
+	}
 }
