@@ -85,9 +85,7 @@ type Archive struct {
 }
 
 type request struct {
-	id     string
-	data   []byte
-	blob   store.Blob // id and data, encoded ahead when the store can (see encoder)
+	blob   store.Blob // the message's id and bytes, encoded ahead when the store can (see encoder)
 	report *store.Blob
 	meta   catalog.NewMessage
 	resp   chan response
@@ -182,9 +180,7 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 			mailFrom = normAddr(env.Sender)
 		}
 	}
-	req.id = message.ID(data)
-	req.data = data
-	req.blob = store.Blob{ID: req.id, Data: data}
+	req.blob = store.Blob{ID: message.ID(data), Data: data}
 	if enc, ok := a.st.(encoder); ok {
 		// Compress here, on the caller's goroutine, so concurrent ingests
 		// spread it over the CPUs while the committer only writes and
@@ -195,7 +191,7 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 	// indexer decodes the text later, off the acknowledgement path.
 	p := message.Parse(data, message.Options{Arrival: arrival, SkipText: true, SkipHeaderList: true})
 	req.meta = catalog.NewMessage{
-		ID:          req.id,
+		ID:          req.blob.ID,
 		Date:        p.Date,
 		DateSource:  p.DateSource,
 		Arrival:     arrival,
@@ -264,7 +260,7 @@ func (a *Archive) commitLoop() {
 	}()
 	for first := range a.reqs {
 		batch := []*request{first}
-		size := int64(len(first.data))
+		size := int64(len(first.blob.Data))
 	gather:
 		for len(batch) < a.opt.MaxBatch && size < a.opt.MaxBatchBytes {
 			select {
@@ -273,7 +269,7 @@ func (a *Archive) commitLoop() {
 					break gather
 				}
 				batch = append(batch, r)
-				size += int64(len(r.data))
+				size += int64(len(r.blob.Data))
 			default:
 				break gather
 			}
@@ -308,7 +304,7 @@ func (a *Archive) storeBlobs(batch []*request) *group {
 	g := &group{start: a.opt.Now(), size: len(batch)}
 	ids := make([]string, 0, len(batch))
 	for _, r := range batch {
-		ids = append(ids, r.id)
+		ids = append(ids, r.blob.ID)
 	}
 	purged, err := a.cat.IsTombstoned(ctx, ids)
 	if err != nil {
@@ -318,15 +314,15 @@ func (a *Archive) storeBlobs(batch []*request) *group {
 	var blobs []store.Blob
 	seen := map[string]bool{}
 	for _, r := range batch {
-		if purged[r.id] {
-			r.resp <- response{res: Result{ID: r.id, Duplicate: true, Purged: true}}
+		if purged[r.blob.ID] {
+			r.resp <- response{res: Result{ID: r.blob.ID, Duplicate: true, Purged: true}}
 			continue
 		}
 		// Every blob goes to Put, which skips the ones it already holds
 		// (an in-memory lookup): that also repairs a blob lost with a
 		// crash, whatever the catalog says.
-		if !seen[r.id] {
-			seen[r.id] = true
+		if !seen[r.blob.ID] {
+			seen[r.blob.ID] = true
 			blobs = append(blobs, r.blob)
 		}
 		if r.report != nil && !seen[r.report.ID] {
@@ -360,7 +356,7 @@ func (a *Archive) commitCatalog(g *group) {
 	var purged []string
 	for i := range res {
 		if res[i].Purged {
-			purged = append(purged, g.reqs[i].id)
+			purged = append(purged, g.reqs[i].blob.ID)
 		}
 	}
 	if len(purged) > 0 {
@@ -390,13 +386,13 @@ func (a *Archive) commitCatalog(g *group) {
 		}
 	}
 	for i, r := range g.reqs {
-		out := Result{ID: r.id, Duplicate: res[i].Duplicate || res[i].Purged, Seq: res[i].Seq, Purged: res[i].Purged}
+		out := Result{ID: r.blob.ID, Duplicate: res[i].Duplicate || res[i].Purged, Seq: res[i].Seq, Purged: res[i].Purged}
 		if out.Duplicate {
 			a.m.duplicates.Inc()
 		} else {
 			a.m.ingested.Inc()
 			a.ingested.Add(1)
-			a.m.bytes.Add(float64(len(r.data)))
+			a.m.bytes.Add(float64(len(r.blob.Data)))
 		}
 		r.resp <- response{res: out}
 	}

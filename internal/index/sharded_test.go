@@ -82,10 +82,6 @@ func TestShardedDeepPages(t *testing.T) {
 				t.Fatalf("first page: %v, %v", first, err)
 			}
 			cur := first.Hits[9]
-			all, err := sharded.Search(ctx, q, index.Options{Limit: 1000, Offset: 0, Sort: sort})
-			if err != nil {
-				t.Fatal(err)
-			}
 			deep, err := sharded.Search(ctx, q, index.Options{Limit: 5, Offset: 1100, Sort: sort, After: &cur})
 			if err != nil {
 				t.Fatal(err)
@@ -109,8 +105,8 @@ func TestShardedDeepPages(t *testing.T) {
 			if len(walk) > 1100 {
 				want = walk[1100:min(1105, len(walk))]
 			}
-			if got := ids(deep); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
-				t.Errorf("%q sort %d: offset 1100 after the 10th hit = %v, want %v (first page of all: %d)", qs, sort, got, want, len(all.Hits))
+			if got := ids(deep); !slices.Equal(got, want) {
+				t.Errorf("%q sort %d: offset 1100 after the 10th hit = %v, want %v", qs, sort, got, want)
 			}
 		}
 	}

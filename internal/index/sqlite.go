@@ -297,64 +297,67 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 // indexedRids returns the rowids of the documents of docs already in the
 // index, by id.
 func (s *SQLite) indexedRids(ctx context.Context, tx *sql.Tx, docs []Document) (map[string]int64, error) {
-	const chunk = 500
+	ids := make([]any, len(docs))
+	for i := range docs {
+		ids[i] = docs[i].ID
+	}
 	present := make(map[string]int64)
-	args := make([]any, 0, chunk)
-	for start := 0; start < len(docs); start += chunk {
-		args = args[:0]
-		for _, d := range docs[start:min(start+chunk, len(docs))] {
-			args = append(args, d.ID)
+	err := queryIn(ctx, tx, `SELECT id, rid FROM meta WHERE id IN `, ids, func(rows *sql.Rows) error {
+		var id string
+		var rid int64
+		if err := rows.Scan(&id, &rid); err != nil {
+			return err
 		}
-		q := `SELECT id, rid FROM meta WHERE id IN (?` + strings.Repeat(`,?`, len(args)-1) + `)`
-		rows, err := tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return nil, fmt.Errorf("look up indexed ids: %w", err)
-		}
-		for rows.Next() {
-			var id string
-			var rid int64
-			if err := rows.Scan(&id, &rid); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("look up indexed ids: %w", err)
-			}
-			present[id] = rid
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("look up indexed ids: %w", err)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("look up indexed ids: %w", err)
-		}
+		present[id] = rid
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up indexed ids: %w", err)
 	}
 	return present, nil
 }
 
 // takenRids returns which of rids are rowids of indexed documents.
 func (s *SQLite) takenRids(ctx context.Context, tx *sql.Tx, rids []any) (map[int64]bool, error) {
-	const chunk = 500
 	taken := make(map[int64]bool)
-	for start := 0; start < len(rids); start += chunk {
-		args := rids[start:min(start+chunk, len(rids))]
-		rows, err := tx.QueryContext(ctx, `SELECT rid FROM meta WHERE rid IN (?`+strings.Repeat(`,?`, len(args)-1)+`)`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("check rowids: %w", err)
+	err := queryIn(ctx, tx, `SELECT rid FROM meta WHERE rid IN `, rids, func(rows *sql.Rows) error {
+		var rid int64
+		if err := rows.Scan(&rid); err != nil {
+			return err
 		}
-		for rows.Next() {
-			var rid int64
-			if err := rows.Scan(&rid); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("check rowids: %w", err)
-			}
-			taken[rid] = true
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("check rowids: %w", err)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("check rowids: %w", err)
-		}
+		taken[rid] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("check rowids: %w", err)
 	}
 	return taken, nil
+}
+
+// queryIn runs query + "(?,?,...)" for args in chunks of 500 (well below
+// SQLite's parameter limit) and calls row for every result row.
+func queryIn(ctx context.Context, tx *sql.Tx, query string, args []any, row func(*sql.Rows) error) error {
+	const chunk = 500
+	for start := 0; start < len(args); start += chunk {
+		part := args[start:min(start+chunk, len(args))]
+		rows, err := tx.QueryContext(ctx, query+`(?`+strings.Repeat(`,?`, len(part)-1)+`)`, part...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := row(rows); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // removeRow deletes one indexed document by rowid.
