@@ -165,9 +165,17 @@ func (s *Sharded) Search(ctx context.Context, q *query.Query, opt Options) (Resu
 		return s.searchDeep(ctx, q, opt, offset, limit)
 	}
 	results := make([]Result, len(s.shards))
+	// A capped count is split between the shards (ids spread evenly, so
+	// each holds about 1/n of any set of matches): counting 10,000 in each
+	// of two shards would double the work of the single index it replaces.
+	// sumCounts recounts the rare uneven case.
+	shardCap := opt.CountLimit
+	if opt.CountTotal && opt.CountLimit > 0 {
+		shardCap = (opt.CountLimit + int(n) - 1) / int(n)
+	}
 	err := s.each(func(i int, sh Index) error {
 		o := opt
-		o.Offset, o.Limit = 0, offset+limit
+		o.Offset, o.Limit, o.CountLimit = 0, offset+limit, shardCap
 		if opt.After != nil {
 			o.After = s.innerAfter(opt.After, int64(i), opt.Sort == SortDateAsc)
 		}
@@ -184,12 +192,12 @@ func (s *Sharded) Search(ctx context.Context, q *query.Query, opt Options) (Resu
 	var out Result
 	var hits []Hit
 	for _, r := range results {
-		out.Total += r.Total
-		out.TotalCapped = out.TotalCapped || r.TotalCapped
 		hits = append(hits, r.Hits...)
 	}
-	if opt.CountLimit > 0 && out.Total > opt.CountLimit {
-		out.Total, out.TotalCapped = opt.CountLimit, true
+	if opt.CountTotal {
+		if out.Total, out.TotalCapped, err = s.sumCounts(ctx, q, opt, shardCap, results); err != nil {
+			return Result{}, err
+		}
 	}
 	slices.SortFunc(hits, func(a, b Hit) int { return compareHits(a, b, opt.Sort) })
 	out.Hits = []Hit{}
@@ -197,6 +205,53 @@ func (s *Sharded) Search(ctx context.Context, q *query.Query, opt Options) (Resu
 		out.Hits = append(out.Hits, hits[offset:min(len(hits), offset+limit)]...)
 	}
 	return out, nil
+}
+
+// sumCounts adds up the shards' counts of one search. With a count
+// limit, each shard counted up to shardCap: a shard that reached it holds
+// at least shardCap+1 matches. When those lower bounds together pass the
+// limit, the total is capped; otherwise (matches spread unevenly, which
+// the id hash makes rare) the shards that reached their cap count again,
+// up to the whole limit, so a total below the limit is always exact.
+func (s *Sharded) sumCounts(ctx context.Context, q *query.Query, opt Options, shardCap int, results []Result) (int, bool, error) {
+	total, atCap := 0, 0
+	for _, r := range results {
+		if r.TotalCapped {
+			total += shardCap + 1
+			atCap++
+		} else {
+			total += r.Total
+		}
+	}
+	if opt.CountLimit <= 0 {
+		return total, false, nil
+	}
+	if atCap > 0 && total <= opt.CountLimit {
+		total = 0
+		err := s.each(func(i int, sh Index) error {
+			if !results[i].TotalCapped {
+				return nil
+			}
+			o := opt
+			o.Offset, o.Limit = 0, 1
+			if opt.After != nil {
+				o.After = s.innerAfter(opt.After, int64(i), opt.Sort == SortDateAsc)
+			}
+			r, err := sh.Search(ctx, q, o)
+			results[i] = r
+			return err
+		})
+		if err != nil {
+			return 0, false, err
+		}
+		for _, r := range results {
+			total += r.Total
+		}
+	}
+	if total > opt.CountLimit {
+		return opt.CountLimit, true, nil
+	}
+	return total, false, nil
 }
 
 // deepOffset is the offset beyond which a date-ordered search skips to

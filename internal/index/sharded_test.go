@@ -3,6 +3,7 @@ package index_test
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -108,6 +109,62 @@ func TestShardedDeepPages(t *testing.T) {
 			if got := ids(deep); !slices.Equal(got, want) {
 				t.Errorf("%q sort %d: offset 1100 after the 10th hit = %v, want %v", qs, sort, got, want)
 			}
+		}
+	}
+}
+
+// TestShardedUnevenCounts: a capped count is split between the shards;
+// when the matches sit mostly in one shard, the total below the cap must
+// still be exact and a total above it capped.
+func TestShardedUnevenCounts(t *testing.T) {
+	t.Parallel()
+	requireFTS5(t)
+	ctx := context.Background()
+	sharded, err := index.OpenSQLiteDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sharded.Close()
+	shardOf := func(id string) int { // as Sharded does: FNV-1a of the id
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(id))
+		return int(h.Sum32() % index.SQLiteShards)
+	}
+	// 7 matching documents in shard 0, 1 in shard 1.
+	var docs []index.Document
+	in := map[int]int{0: 7, 1: 1}
+	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; in[0]+in[1] > 0; i++ {
+		id := fmt.Sprintf("uneven%03d", i)
+		if sh := shardOf(id); in[sh] > 0 {
+			in[sh]--
+			docs = append(docs, index.Document{Seq: int64(len(docs) + 1), ID: id, Date: base.Add(time.Duration(i) * time.Minute), Body: "skewed"})
+		}
+	}
+	if err := sharded.Add(ctx, docs, int64(len(docs))); err != nil {
+		t.Fatal(err)
+	}
+	q, err := query.Parse("skewed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		limit, want int
+		capped      bool
+	}{
+		{0, 8, false},  // exact count
+		{10, 8, false}, // shard 0 passes its half (5): recounted
+		{8, 8, false},
+		{7, 7, true},
+		{6, 6, true},
+		{2, 2, true}, // caps of 1: shard 0 passes it, shard 1 holds exactly 1
+	} {
+		r, err := sharded.Search(ctx, q, index.Options{Limit: 3, CountTotal: true, CountLimit: c.limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Total != c.want || r.TotalCapped != c.capped || len(r.Hits) != 3 {
+			t.Errorf("count limit %d: total %d capped %v (%d hits), want %d capped %v", c.limit, r.Total, r.TotalCapped, len(r.Hits), c.want, c.capped)
 		}
 	}
 }
