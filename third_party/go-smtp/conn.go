@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -84,7 +85,14 @@ func (c *Conn) init() {
 	}
 
 	c.text = textproto.NewConn(rwc)
+	// mailarc patch: a 32 KiB read buffer instead of bufio's default 4 KiB,
+	// so that a 100 kB DATA transfer takes a handful of reads, not 25+.
+	c.text.R = bufio.NewReaderSize(rwc, readBufferSize)
 }
+
+// readBufferSize is the size of each connection's read buffer (mailarc
+// patch).
+const readBufferSize = 32 << 10
 
 // Commands are dispatched to the appropriate handler functions.
 func (c *Conn) handle(cmd string, arg string) {
