@@ -50,9 +50,10 @@ type IndexerOptions struct {
 	// PollInterval is how often the feed is checked without a Notify (default 1 s).
 	PollInterval time.Duration
 	// Busy, if set, reports whether ingest is under load. While it is, the
-	// indexer uses one worker and pauses after each batch for busyPause
-	// times as long as the batch took, so ingest keeps most of the CPU: a
-	// backlog then only delays freshness, as the design asks.
+	// indexer uses one worker, takes batches of a tenth of BatchSize and
+	// pauses after each for busyPause times as long as the batch took, so
+	// ingest keeps most of the CPU: a backlog then only delays freshness,
+	// as the design asks.
 	Busy func() bool
 }
 
@@ -195,6 +196,13 @@ func untilLost(ctx context.Context, lost <-chan struct{}) (context.Context, cont
 // parallel, so a batch can keep both CPUs of a small machine busy: resting
 // five times as long leaves ingest about five sixths of the time.
 const busyPause = 5
+
+// busyBatch is the batch size while ingest is busy: a tenth of the usual.
+// The rest after a batch is capped (5 s, so a burst cannot stop indexing
+// for long); a full batch of 1,000 large messages read by one worker takes
+// seconds, so with full batches the cap, not busyPause, set the share, and
+// indexing took 40% of the CPU during an SMTP burst (docs/benchmarks.md).
+func busyBatch(size int) int { return max(1, size/10) }
 
 // run indexes until ctx is cancelled (see Run).
 func (x *Indexer) run(ctx context.Context) error {
@@ -344,10 +352,15 @@ func (x *Indexer) waitAhead() {
 }
 
 // prepare reads the changes after wm and builds their documents with the
-// configured number of workers (one while ingest is busy).
+// configured number of workers; while ingest is busy, one worker and a
+// smaller batch (busyBatch).
 func (x *Indexer) prepare(ctx context.Context, wm int64) prepared {
 	b := prepared{after: wm}
-	changes, err := x.feed.ChangesAfter(ctx, wm, x.opt.BatchSize)
+	limit, workers := x.opt.BatchSize, x.opt.Workers
+	if x.opt.Busy != nil && x.opt.Busy() {
+		limit, workers = busyBatch(x.opt.BatchSize), 1
+	}
+	changes, err := x.feed.ChangesAfter(ctx, wm, limit)
 	if err != nil {
 		b.err = fmt.Errorf("index: read feed: %w", err)
 		return b
@@ -360,10 +373,6 @@ func (x *Indexer) prepare(ctx context.Context, wm int64) prepared {
 	errs := make([]error, len(changes))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	workers := x.opt.Workers
-	if x.opt.Busy != nil && x.opt.Busy() {
-		workers = 1
-	}
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {

@@ -384,6 +384,13 @@ type slowFeed struct {
 	*memFeed
 	hold             time.Duration
 	inflight, maxPar atomic.Int32
+	maxLimit         atomic.Int32 // the largest batch asked of ChangesAfter
+}
+
+func (f *slowFeed) ChangesAfter(ctx context.Context, after int64, limit int) ([]index.Change, error) {
+	for m := f.maxLimit.Load(); int32(limit) > m && !f.maxLimit.CompareAndSwap(m, int32(limit)); m = f.maxLimit.Load() {
+	}
+	return f.memFeed.ChangesAfter(ctx, after, limit)
 }
 
 func (f *slowFeed) Raw(ctx context.Context, id string) ([]byte, error) {
@@ -399,8 +406,9 @@ func (f *slowFeed) Raw(ctx context.Context, id string) ([]byte, error) {
 }
 
 // TestIndexerYieldsToBusyIngest: while ingest reports itself busy, the
-// indexer parses with one worker (and pauses between batches) but still
-// indexes everything; when ingest is idle it uses its workers.
+// indexer parses with one worker, in batches of a tenth (and pauses between
+// them) but still indexes everything; when ingest is idle it uses its
+// workers and whole batches.
 func TestIndexerYieldsToBusyIngest(t *testing.T) {
 	testutil.Require(t, index.FTS5Compiled(), "built without -tags sqlite_fts5")
 	for _, busy := range []bool{true, false} {
@@ -437,6 +445,12 @@ func TestIndexerYieldsToBusyIngest(t *testing.T) {
 				t.Errorf("busy ingest: %d messages read in parallel, want 1", p)
 			case !busy && p < 2:
 				t.Errorf("idle ingest: messages read one at a time with 4 workers")
+			}
+			switch b := f.maxLimit.Load(); {
+			case busy && b != 1:
+				t.Errorf("busy ingest: batches of up to %d asked, want a tenth of BatchSize 10", b)
+			case !busy && b != 10:
+				t.Errorf("idle ingest: batches of up to %d asked, want BatchSize 10", b)
 			}
 		})
 	}
