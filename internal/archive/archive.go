@@ -180,12 +180,16 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 			mailFrom = normAddr(env.Sender)
 		}
 	}
-	req.blob = store.Blob{ID: message.ID(data), Data: data}
+	req.blob = store.Blob{Data: data}
 	if enc, ok := a.st.(encoder); ok {
-		// Compress here, on the caller's goroutine, so concurrent ingests
+		// Hash (the id, which is the store's id: sha256 of the bytes) and
+		// compress here, on the caller's goroutine, so concurrent ingests
 		// spread it over the CPUs while the committer only writes and
 		// syncs. On failure Put encodes (and reports) as usual.
 		_ = enc.Encode(&req.blob)
+	}
+	if req.blob.ID == "" {
+		req.blob.ID = message.ID(data)
 	}
 	// The catalog needs header fields and the attachment list only; the
 	// indexer decodes the text later, off the acknowledgement path.

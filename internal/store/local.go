@@ -817,20 +817,29 @@ func (l *Local) Put(ctx context.Context, blobs []Blob) error {
 	return err
 }
 
-// Encode prepares b for Put: it compresses (and encrypts) b's record now,
-// in the caller's goroutine, so that Put only has to append it. The archive
-// encodes each message on its request's goroutine, so the work spreads
-// over the CPUs instead of waiting for the group commit. A blob the store
-// already holds is left as it is (Put skips it). Put still checks that
-// b.Data matches b.ID; Encode only checks that b.ID is an id.
+// Encode prepares b for Put: it computes b's id when b.ID is empty (and
+// otherwise checks it against b.Data), and compresses (and encrypts) b's
+// record now, in the caller's goroutine, so that Put only has to append
+// it. The archive encodes each message on its request's goroutine, so the
+// work spreads over the CPUs instead of waiting for the group commit, and
+// the message is hashed once for its id and the store's check. A blob the
+// store already holds is left without a record (Put skips it). b.Data
+// must not change between Encode and Put: Put does not hash an encoded
+// blob again. On an error other than a wrong id, b.ID is set and Put
+// encodes and checks as usual.
 func (l *Local) Encode(b *Blob) error {
-	k, err := parseID(b.ID)
-	if err != nil {
-		return fmt.Errorf("store: encode: %w", err)
-	}
 	if len(b.Data) > MaxBlobSize {
 		return fmt.Errorf("store: encode %s: blob is %d bytes, more than the %d limit", b.ID, len(b.Data), MaxBlobSize)
 	}
+	k := sha256.Sum256(b.Data)
+	if b.ID == "" {
+		b.ID = hex.EncodeToString(k[:])
+	} else if want, err := parseID(b.ID); err != nil {
+		return fmt.Errorf("store: encode: %w", err)
+	} else if want != k {
+		return fmt.Errorf("store: encode %s: content does not match the id (sha256 mismatch)", b.ID)
+	}
+	b.verified = true
 	l.mu.RLock()
 	_, held := l.m[k]
 	l.mu.RUnlock()
@@ -845,9 +854,10 @@ func (l *Local) Encode(b *Blob) error {
 	return nil
 }
 
-// firstMismatch re-hashes every blob against its key, spread over the
-// CPUs for large batches (Put runs on the archive's commit path), and
-// returns the index of the first blob whose content does not match, or -1.
+// firstMismatch re-hashes every blob Encode has not checked against its
+// key, spread over the CPUs for large batches (Put runs on the archive's
+// commit path), and returns the index of the first blob whose content does
+// not match, or -1.
 func firstMismatch(blobs []Blob, keys [][32]byte, total int) int {
 	bad := make([]bool, len(blobs))
 	workers := min(runtime.GOMAXPROCS(0), len(blobs), 1+total/(256<<10))
@@ -857,7 +867,7 @@ func firstMismatch(blobs []Blob, keys [][32]byte, total int) int {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(blobs); i += workers {
-				bad[i] = sha256.Sum256(blobs[i].Data) != keys[i]
+				bad[i] = !blobs[i].verified && sha256.Sum256(blobs[i].Data) != keys[i]
 			}
 		}()
 	}

@@ -812,8 +812,8 @@ func TestPackRolling(t *testing.T) {
 
 // TestEncodeAhead: blobs encoded before Put (as the archive does on each
 // request's goroutine), mixed with plain ones, are stored, survive a
-// reopen and verify, compressed or encrypted; Put still refuses an
-// encoded blob whose content does not match its id.
+// reopen and verify, compressed or encrypted; Encode computes a missing
+// id and refuses one that does not match the content, and so does Put.
 func TestEncodeAhead(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -838,12 +838,19 @@ func TestEncodeAhead(t *testing.T) {
 		}
 		mustPut(t, s, again)
 		bad := store.Blob{ID: msg(99, 3000).ID, Data: msg(98, 3000).Data}
-		if err := s.Encode(&bad); err != nil {
-			t.Fatalf("Encode: %v", err)
+		if err := s.Encode(&bad); err == nil {
+			t.Errorf("Encode of a blob whose content does not match its id succeeded")
 		}
 		if err := s.Put(ctx, []store.Blob{bad}); err == nil {
-			t.Errorf("Put of an encoded blob whose content does not match its id succeeded")
+			t.Errorf("Put of a blob whose content does not match its id succeeded (after a failed Encode)")
 		}
+		// Without an id, Encode computes it: the store's id of the bytes.
+		anon := store.Blob{Data: msg(21, 4000).Data}
+		if err := s.Encode(&anon); err != nil || anon.ID != store.ID(anon.Data) {
+			t.Fatalf("Encode without an id: id %q, %v; want %s", anon.ID, err, store.ID(anon.Data))
+		}
+		mustPut(t, s, anon)
+		blobs = append(blobs, anon)
 		if err := s.Encode(&store.Blob{ID: "not-an-id", Data: []byte("x")}); err == nil {
 			t.Errorf("Encode with a bad id succeeded")
 		}
@@ -853,8 +860,8 @@ func TestEncodeAhead(t *testing.T) {
 			mustGet(t, s, b)
 		}
 		st, err := s.Stats(ctx)
-		if err != nil || st.Blobs != 20 {
-			t.Errorf("Stats = %+v, %v; want 20 blobs", st, err)
+		if err != nil || st.Blobs != 21 {
+			t.Errorf("Stats = %+v, %v; want 21 blobs", st, err)
 		}
 		if err := s.Verify(ctx, func(id string, err error) error {
 			if err != nil {

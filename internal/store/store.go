@@ -27,6 +27,9 @@ type Blob struct {
 
 	// record is Data already encoded by Local.Encode (nil: Put encodes).
 	record []byte
+	// verified is set by Local.Encode once it has checked Data against ID;
+	// Put then does not hash Data again.
+	verified bool
 }
 
 // Stats describes the content of a store.
