@@ -24,6 +24,9 @@ B="bin/mailarc-bench -bin bin/mailarc -corpus $CORPUS"
   echo "## SMTP ingest (Postfix smtp-source, 20 connections, 10,000 x 100 kB; real corpus)"
   $B smtp
   echo
+  echo "## Ingest floor: the same loads against servers that only receive (and fsync)"
+  $B floor
+  echo
   echo "## Mirroring: backlog drain and steady lag"
   $B mirror
   echo

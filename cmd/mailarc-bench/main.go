@@ -5,6 +5,7 @@
 //
 //	go run ./cmd/mailarc-bench -bin bin/mailarc -corpus ../shared/corpus/real ingest
 //	go run ./cmd/mailarc-bench -bin bin/mailarc -corpus ../shared/corpus/real smtp [-messages 10000 -size 102400 -sessions 20]
+//	go run ./cmd/mailarc-bench -bin bin/mailarc -corpus ../shared/corpus/real floor [-rounds 3]
 //	go run -tags sqlite_fts5 ./cmd/mailarc-bench -bin bin/mailarc -corpus ../shared/corpus/real scale -n 100000,1000000 -work /var/tmp/scale -keep
 //
 // The index and scale benchmarks search the index in-process too, so build
@@ -56,8 +57,10 @@ func main() {
 		err = benchIndex(what, *bin, *corpus, flag.Args()[1:])
 	case "scale":
 		err = runScale(*bin, *corpus, flag.Args()[1:])
+	case "floor":
+		err = benchFloor(*bin, *corpus, *clients, flag.Args()[1:])
 	default:
-		err = fmt.Errorf("unknown benchmark %q (want ingest, smtp, mirror, index, amplify, scale or backends)", what)
+		err = fmt.Errorf("unknown benchmark %q (want ingest, smtp, mirror, index, amplify, scale, floor or backends)", what)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailarc-bench:", err)
