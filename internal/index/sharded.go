@@ -57,9 +57,10 @@ func OpenSQLiteDir(dir string) (*Sharded, error) {
 // the first Offset+Limit hits and merges them in the requested order
 // (a date-ordered page deeper than deepOffset walks there in keyset steps
 // instead, see searchDeep; relevance pages are capped by the API);
-// totals are summed. Hit.Key is the shard's key times the shard count
-// plus the shard number, so keys stay distinct across shards and keyset
-// paging (Options.After) resumes exactly.
+// totals are summed, and a capped count (Options.CountLimit) is split
+// between the shards (sumCounts). Hit.Key is the shard's key times the
+// shard count plus the shard number, so keys stay distinct across shards
+// and keyset paging (Options.After) resumes exactly.
 type Sharded struct {
 	shards []Index
 }
