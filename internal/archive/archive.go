@@ -2,10 +2,11 @@
 // which every source (SMTP, journal pull, file import, HTTP API, peers)
 // stores a message, and through which everything else reads one.
 //
-// Ingest normalises the bytes (bare LF -> CRLF), computes the id (SHA-256),
-// unwraps Exchange journal reports, parses headers for the catalog, lets a
-// store that can (store.Local.Encode) compress the blob on the caller's
-// goroutine, and hands the message to the committer. The committer is one goroutine that gathers
+// Ingest normalises the bytes (bare LF -> CRLF), unwraps Exchange journal
+// reports, computes the id (SHA-256; a store that can, store.Local.Encode,
+// computes it while compressing the blob on the caller's goroutine, so the
+// bytes are hashed once), parses headers for the catalog, and hands the
+// message to the committer. The committer is one goroutine that gathers
 // concurrent requests into a group: it writes the new blobs to the store
 // with one sync, then commits one catalog transaction, and only then answers
 // every request in the group. A message is acknowledged only when both are
