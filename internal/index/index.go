@@ -35,7 +35,9 @@
 // 0xFFFFF), the low bits moved on to the next free value on a collision, and
 // dates clamped to years 0001-9999. "Newest N matching" therefore walks the
 // FTS index by descending rowid and stops after N hits, and date filters are
-// rowid ranges.
+// rowid ranges. Because FTS5 starts a new segment whenever a write's rowid
+// is lower than the previous one, each batch is written in ascending rowid
+// order (old rows of re-indexed documents deleted first), not in feed order.
 //
 // # Tokens
 //

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"math"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,23 +171,46 @@ func ftsValues(d *Document) []any {
 }
 
 // Add indexes docs and stores watermark in one transaction.
+//
+// Rows are written in ascending rowid order: FTS5 flushes its in-memory
+// term hash to a new segment whenever a write's rowid is lower than the
+// previous one, and rowids follow message dates, which arrive in no
+// particular order. Written in feed order, a batch of 1,000 documents made
+// hundreds of tiny segments for the merger to fold together; sorted, it
+// makes one (two when the batch replaces documents: deletions go first).
+// Only the last copy of a document that occurs twice in docs is indexed.
 func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) error {
+	last := make(map[string]int, len(docs))
+	for i := range docs {
+		last[docs[i].ID] = i
+	}
+	// The documents to write, by first-choice rowid: almost always their
+	// final order, so column text is prepared in the order it is needed.
+	order := make([]int, 0, len(last))
+	for i := range docs {
+		if last[docs[i].ID] == i {
+			order = append(order, i)
+		}
+	}
+	firstRid := func(i int) int64 { return ClampUnix(docs[i].Date)<<ridShift | docs[i].Seq&ridMask }
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(firstRid(a), firstRid(b)) })
+
 	// Column text (sanitising, CJK bigrams, address and tag tokens) is
-	// prepared on every CPU in document order, streaming into the single
+	// prepared on every CPU in that order, streaming into the single
 	// writer: the writer waits only for the document it inserts next.
 	cols := make([][]any, len(docs))
 	ready := make([]chan struct{}, len(docs))
-	for i := range ready {
+	for _, i := range order {
 		ready[i] = make(chan struct{})
 	}
 	stop := make(chan struct{})
 	defer close(stop)
 	var next atomic.Int64
-	for range min(runtime.GOMAXPROCS(0), max(len(docs)/16, 1)) {
+	for range min(runtime.GOMAXPROCS(0), max(len(order)/16, 1)) {
 		go func() {
 			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(docs) {
+				k := int(next.Add(1) - 1)
+				if k >= len(order) {
 					return
 				}
 				select {
@@ -193,6 +218,7 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 					return
 				default:
 				}
+				i := order[k]
 				cols[i] = ftsValues(&docs[i])
 				close(ready[i])
 			}
@@ -221,38 +247,46 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 	if err != nil {
 		return fmt.Errorf("index add: prepare: %w", err)
 	}
-	// Which documents are already indexed (re-indexed messages are replaced):
-	// one query per chunk of ids instead of one per document.
-	present, err := s.indexedRids(ctx, tx, docs)
-	if err != nil {
-		return fmt.Errorf("index add: %w", err)
-	}
-	// Each document's first-choice rowid, checked for the whole batch at
-	// once; only a taken one is probed row by row below.
-	firsts := make([]any, len(docs))
-	for i := range docs {
-		firsts[i] = ClampUnix(docs[i].Date)<<ridShift | docs[i].Seq&ridMask
-	}
-	takenAtStart, err := s.takenRids(ctx, tx, firsts)
-	if err != nil {
-		return fmt.Errorf("index add: %w", err)
-	}
-	assigned := make(map[int64]bool, len(docs))
 	// The per-row statements run without ctx's cancellation (the driver
 	// starts a watcher goroutine per statement for a cancellable context);
 	// ctx is checked between documents instead.
 	outer := ctx
 	ctx = context.WithoutCancel(ctx)
-	for i := range docs {
-		d := &docs[i]
+
+	// Documents already indexed are replaced: their old rows go first, in
+	// rowid order (one query finds them for the whole batch).
+	present, err := s.indexedRids(outer, tx, docs)
+	if err != nil {
+		return fmt.Errorf("index add: %w", err)
+	}
+	olds := make([]int64, 0, len(present))
+	for _, rid := range present {
+		olds = append(olds, rid)
+	}
+	slices.Sort(olds)
+	for _, rid := range olds {
 		if err := outer.Err(); err != nil {
 			return fmt.Errorf("index add: %w", err)
 		}
-		if rid, ok := present[d.ID]; ok {
-			if err := s.removeRow(ctx, delFTS, delMeta, rid); err != nil {
-				return fmt.Errorf("index add %s: %w", d.ID, err)
-			}
+		if err := s.removeRow(ctx, delFTS, delMeta, rid); err != nil {
+			return fmt.Errorf("index add: replace row %d: %w", rid, err)
 		}
+	}
+
+	// Each document's rowid: its first choice unless taken (checked for
+	// the whole batch at once), else the next free one in the same second.
+	firsts := make([]any, len(order))
+	for k, i := range order {
+		firsts[k] = firstRid(i)
+	}
+	takenAtStart, err := s.takenRids(outer, tx, firsts)
+	if err != nil {
+		return fmt.Errorf("index add: %w", err)
+	}
+	rids := make([]int64, len(docs))
+	assigned := make(map[int64]bool, len(order))
+	for _, i := range order {
+		d := &docs[i]
 		sec := ClampUnix(d.Date)
 		low := d.Seq & ridMask
 		rid := int64(-1)
@@ -261,6 +295,9 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 		}
 		for n := int64(0); rid == -1 && n <= ridMask; n++ {
 			cand := sec<<ridShift | (low+n)&ridMask
+			if assigned[cand] {
+				continue
+			}
 			var one int
 			err := taken.QueryRowContext(ctx, cand).Scan(&one)
 			if errors.Is(err, sql.ErrNoRows) {
@@ -274,15 +311,23 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 		if rid == -1 {
 			return fmt.Errorf("index add %s: more than %d messages in one second", d.ID, ridMask+1)
 		}
+		rids[i] = rid
+		assigned[rid] = true
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(rids[a], rids[b]) })
+
+	for _, i := range order {
+		d := &docs[i]
+		if err := outer.Err(); err != nil {
+			return fmt.Errorf("index add: %w", err)
+		}
 		<-ready[i]
-		if _, err := insFTS.ExecContext(ctx, append([]any{rid}, cols[i]...)...); err != nil {
+		if _, err := insFTS.ExecContext(ctx, append([]any{rids[i]}, cols[i]...)...); err != nil {
 			return fmt.Errorf("index add %s: fts insert: %w", d.ID, err)
 		}
-		if _, err := insMeta.ExecContext(ctx, rid, d.Seq, d.ID, sec, d.Size, d.HasAttachment()); err != nil {
+		if _, err := insMeta.ExecContext(ctx, rids[i], d.Seq, d.ID, ClampUnix(d.Date), d.Size, d.HasAttachment()); err != nil {
 			return fmt.Errorf("index add %s: meta insert: %w", d.ID, err)
 		}
-		present[d.ID] = rid // a later copy in this batch replaces this one
-		assigned[rid] = true
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO state(key, value) VALUES('watermark', ?)
 		ON CONFLICT(key) DO UPDATE SET value = excluded.value`, watermark); err != nil {
