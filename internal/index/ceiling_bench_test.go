@@ -10,17 +10,23 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// fileFeed serves message files as raw bytes; a Change's ID is the path.
-type fileFeed struct{}
+// fileFeed is a Feed over message files: change n (MSeq n) is files[n-1],
+// with the file's path as its id.
+type fileFeed struct{ files []string }
 
-func (fileFeed) ChangesAfter(context.Context, int64, int) ([]Change, error) { return nil, nil }
-func (fileFeed) Raw(_ context.Context, path string) ([]byte, error)         { return os.ReadFile(path) }
+func (f fileFeed) ChangesAfter(_ context.Context, after int64, limit int) ([]Change, error) {
+	var out []Change
+	for n := after + 1; n <= int64(len(f.files)) && len(out) < limit; n++ {
+		out = append(out, Change{MSeq: n, Seq: n, ID: f.files[n-1]})
+	}
+	return out, nil
+}
+
+func (fileFeed) Raw(_ context.Context, path string) ([]byte, error) { return os.ReadFile(path) }
 
 // BenchmarkAddMaildir measures the index writers alone: the messages under
 // $MAILARC_BENCH_MAILDIR (e.g. an amplified maildir from `mailarc-bench
@@ -85,36 +91,17 @@ func BenchmarkAddMaildir(b *testing.B) {
 	}
 }
 
-// buildAll builds the documents of files with two workers, as the indexer does.
+// buildAll builds the documents of files as the indexer does (its own
+// prepare step, two workers), each with the hash of its path as id.
 func buildAll(b *testing.B, files []string) []Document {
-	x := NewIndexer(nil, fileFeed{}, IndexerOptions{})
-	docs := make([]Document, len(files))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(files) {
-					return
-				}
-				d, err := x.build(context.Background(), Change{MSeq: int64(i + 1), Seq: int64(i + 1), ID: files[i]})
-				if err != nil {
-					failed.Store(err)
-					return
-				}
-				h := sha256.Sum256([]byte(files[i]))
-				d.ID = hex.EncodeToString(h[:])
-				docs[i] = d
-			}
-		}()
+	x := NewIndexer(nil, fileFeed{files}, IndexerOptions{BatchSize: len(files)})
+	p := x.prepare(context.Background(), 0)
+	if p.err != nil {
+		b.Fatal(p.err)
 	}
-	wg.Wait()
-	if err, ok := failed.Load().(error); ok {
-		b.Fatal(err)
+	for i := range p.docs {
+		h := sha256.Sum256([]byte(p.docs[i].ID))
+		p.docs[i].ID = hex.EncodeToString(h[:])
 	}
-	return docs
+	return p.docs
 }

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"runtime"
@@ -180,20 +181,7 @@ func ftsValues(d *Document) []any {
 // makes one (two when the batch replaces documents: deletions go first).
 // Only the last copy of a document that occurs twice in docs is indexed.
 func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) error {
-	last := make(map[string]int, len(docs))
-	for i := range docs {
-		last[docs[i].ID] = i
-	}
-	// The documents to write, by first-choice rowid: almost always their
-	// final order, so column text is prepared in the order it is needed.
-	order := make([]int, 0, len(last))
-	for i := range docs {
-		if last[docs[i].ID] == i {
-			order = append(order, i)
-		}
-	}
-	firstRid := func(i int) int64 { return ClampUnix(docs[i].Date)<<ridShift | docs[i].Seq&ridMask }
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(firstRid(a), firstRid(b)) })
+	order := writeOrder(docs)
 
 	// Column text (sanitising, CJK bigrams, address and tag tokens) is
 	// prepared on every CPU in that order, streaming into the single
@@ -259,12 +247,7 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 	if err != nil {
 		return fmt.Errorf("index add: %w", err)
 	}
-	olds := make([]int64, 0, len(present))
-	for _, rid := range present {
-		olds = append(olds, rid)
-	}
-	slices.Sort(olds)
-	for _, rid := range olds {
+	for _, rid := range slices.Sorted(maps.Values(present)) {
 		if err := outer.Err(); err != nil {
 			return fmt.Errorf("index add: %w", err)
 		}
@@ -273,46 +256,9 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 		}
 	}
 
-	// Each document's rowid: its first choice unless taken (checked for
-	// the whole batch at once), else the next free one in the same second.
-	firsts := make([]any, len(order))
-	for k, i := range order {
-		firsts[k] = firstRid(i)
-	}
-	takenAtStart, err := s.takenRids(outer, tx, firsts)
+	rids, err := s.assignRids(ctx, outer, tx, taken, docs, order)
 	if err != nil {
-		return fmt.Errorf("index add: %w", err)
-	}
-	rids := make([]int64, len(docs))
-	assigned := make(map[int64]bool, len(order))
-	for _, i := range order {
-		d := &docs[i]
-		sec := ClampUnix(d.Date)
-		low := d.Seq & ridMask
-		rid := int64(-1)
-		if first := sec<<ridShift | low; !takenAtStart[first] && !assigned[first] {
-			rid = first // known free: not in the index when the batch began, not used since
-		}
-		for n := int64(0); rid == -1 && n <= ridMask; n++ {
-			cand := sec<<ridShift | (low+n)&ridMask
-			if assigned[cand] {
-				continue
-			}
-			var one int
-			err := taken.QueryRowContext(ctx, cand).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
-				rid = cand
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("index add %s: rowid probe: %w", d.ID, err)
-			}
-		}
-		if rid == -1 {
-			return fmt.Errorf("index add %s: more than %d messages in one second", d.ID, ridMask+1)
-		}
-		rids[i] = rid
-		assigned[rid] = true
+		return err
 	}
 	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(rids[a], rids[b]) })
 
@@ -337,6 +283,76 @@ func (s *SQLite) Add(ctx context.Context, docs []Document, watermark int64) erro
 		return fmt.Errorf("index add: commit: %w", err)
 	}
 	return nil
+}
+
+// firstRid is the rowid a document gets unless another row has it.
+func firstRid(d *Document) int64 { return ClampUnix(d.Date)<<ridShift | d.Seq&ridMask }
+
+// writeOrder returns the indexes of the documents of docs to write (the
+// last copy of each id), by first-choice rowid: almost always their final
+// order, so column text is prepared in the order the writer needs it.
+func writeOrder(docs []Document) []int {
+	last := make(map[string]int, len(docs))
+	for i := range docs {
+		last[docs[i].ID] = i
+	}
+	order := make([]int, 0, len(last))
+	for i := range docs {
+		if last[docs[i].ID] == i {
+			order = append(order, i)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(firstRid(&docs[a]), firstRid(&docs[b])) })
+	return order
+}
+
+// assignRids gives each document of order its rowid (indexed like docs):
+// its first choice unless taken (checked for the whole batch at once),
+// else the next free one in the same second, probed with taken. Rows of
+// the batch are not written yet, so rowids handed out earlier in the batch
+// count as taken too. ctx runs the statements; outer is the caller's
+// context.
+func (s *SQLite) assignRids(ctx, outer context.Context, tx *sql.Tx, taken *sql.Stmt, docs []Document, order []int) ([]int64, error) {
+	firsts := make([]any, len(order))
+	for k, i := range order {
+		firsts[k] = firstRid(&docs[i])
+	}
+	takenAtStart, err := s.takenRids(outer, tx, firsts)
+	if err != nil {
+		return nil, fmt.Errorf("index add: %w", err)
+	}
+	rids := make([]int64, len(docs))
+	assigned := make(map[int64]bool, len(order))
+	for _, i := range order {
+		d := &docs[i]
+		sec := ClampUnix(d.Date)
+		low := d.Seq & ridMask
+		rid := int64(-1)
+		if first := firstRid(d); !takenAtStart[first] && !assigned[first] {
+			rid = first // known free: not in the index when the batch began, not used since
+		}
+		for n := int64(0); rid == -1 && n <= ridMask; n++ {
+			cand := sec<<ridShift | (low+n)&ridMask
+			if assigned[cand] {
+				continue
+			}
+			var one int
+			err := taken.QueryRowContext(ctx, cand).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				rid = cand
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("index add %s: rowid probe: %w", d.ID, err)
+			}
+		}
+		if rid == -1 {
+			return nil, fmt.Errorf("index add %s: more than %d messages in one second", d.ID, ridMask+1)
+		}
+		rids[i] = rid
+		assigned[rid] = true
+	}
+	return rids, nil
 }
 
 // indexedRids returns the rowids of the documents of docs already in the
