@@ -55,7 +55,12 @@
 //	60 .. payload
 //
 // The payload is the blob, zstd-compressed if flag 0 is set (one zstd frame
-// with its content size). If flag 1 is set, that is then sealed with
+// with its content size; records written since 2026-12 omit zstd's own
+// frame checksum, which the record's CRC and SHA-256 make redundant, and
+// readers accept frames with or without it). The compression level is the
+// store's (ZstdLevel, default zstd's default level) or, for blobs the
+// caller encodes with Faster (the archive does during ingest bursts),
+// zstd's fastest level; readers need not know which. If flag 1 is set, that is then sealed with
 // AES-256-GCM: payload = 12-byte random nonce (fresh for every record) ||
 // ciphertext || 16-byte tag, with header bytes 0..55 as additional data, so
 // a payload cannot be moved to another record's header. Readers check the
@@ -87,14 +92,25 @@
 //
 // Put verifies each blob's SHA-256 against its id, skips blobs already
 // present, encodes the others (in parallel over the CPUs), then under the
-// write lock appends them to the active pack with one write and one fsync
-// (more only when the batch crosses a pack roll). Only then are the index
-// entries appended (not synced: the index is a cache, validated at open) and
-// the blobs made visible in memory; Put returns after that. Delete appends
-// entries to the deletion log and fsyncs it before returning. A failed write
-// is truncated away; a failed fsync (or failed truncation) makes the store
-// refuse further writes until it is reopened, since the state of the page
-// cache is then unknown.
+// write lock appends them to the active pack with one write, makes them
+// visible in memory and fsyncs the pack (more writes only when the batch
+// crosses a pack roll). Only after the fsync are the records' index entries
+// appended (not synced: the index is a cache, validated at open); Put
+// returns after that.
+//
+// Put is Append followed by Sync, and callers may call the two halves
+// themselves: Append writes and makes the blobs readable at once but does
+// not fsync; Sync fsyncs the active pack if anything was appended since the
+// last sync, and then writes the waiting index entries. The archive appends
+// a group's blobs and syncs them while its catalog transaction commits.
+// A pack is always synced before it is sealed (a roll or a compaction),
+// Put syncs even when it had nothing new to write (a blob it skipped may
+// have been appended but not yet synced), and Close syncs what is left, so
+// "Put returned" always means durable. Delete appends entries to the
+// deletion log and fsyncs it before returning. A failed write is truncated
+// away; a failed fsync (or failed truncation) makes the store refuse
+// further writes until it is reopened, since the state of the page cache is
+// then unknown (blobs appended before it stay readable until then).
 //
 // In memory the store keeps a map from the 32-byte id to (pack, offset,
 // record length, raw length), about 60-70 bytes per blob.

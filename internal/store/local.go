@@ -73,6 +73,10 @@ type pack struct {
 	size    int64
 	idx     *os.File // index file of the active pack; nil for sealed packs or after an index write error
 	idxSize int64
+	// unsynced is set while records appended by Append are not yet
+	// fsynced; their index entries wait in pendingIdx until they are.
+	unsynced   bool
+	pendingIdx []byte
 
 	// Guarded by Local.mu.
 	liveCount  int64
@@ -176,9 +180,15 @@ func OpenLocal(dir string, opt LocalOptions) (*Local, error) {
 		return nil, err
 	}
 	if !opt.NoCompress {
-		l.codec.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.ZstdLevel))
+		l.codec.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.ZstdLevel), zstd.WithEncoderCRC(false))
 		if err != nil {
 			return nil, fmt.Errorf("store: zstd: %w", err)
+		}
+		if opt.ZstdLevel > zstd.SpeedFastest {
+			l.codec.fast, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false))
+			if err != nil {
+				return nil, fmt.Errorf("store: zstd: %w", err)
+			}
 		}
 	}
 	l.codec.dec, err = zstd.NewReader(nil,
@@ -592,6 +602,12 @@ func (l *Local) activate(p *pack) error {
 // newActive creates pack id and makes it the active pack. Caller holds wmu
 // (or is OpenLocal).
 func (l *Local) newActive(id uint32) error {
+	if l.active != nil {
+		// Sealing: records Append left unsynced are synced first.
+		if err := l.syncActive(); err != nil {
+			return err
+		}
+	}
 	path := filepath.Join(l.packDir, packName(id))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -634,11 +650,15 @@ type pendingRec struct {
 }
 
 // appendRecords appends records to the active pack (rolling to new packs as
-// needed), syncs every pack it wrote to, appends the index entries and
-// returns the records' locations. It does not touch the map. On error the
-// returned locations are those of the records already durable (a prefix of
-// recs, when the batch spanned a pack roll). Caller holds wmu.
-func (l *Local) appendRecords(recs []pendingRec) (locs []loc, err error) {
+// needed) and returns the records' locations. It does not touch the map.
+// With durable set it syncs every pack it wrote to before returning;
+// otherwise the active pack is left unsynced until syncActive (a pack is
+// always synced before it is sealed by a roll). Index entries are written
+// only once their records are durable. On error the returned locations are
+// those of the records already written (a prefix of recs, when the batch
+// spanned a pack roll); with durable set they are durable too. Caller holds
+// wmu.
+func (l *Local) appendRecords(recs []pendingRec, durable bool) (locs []loc, err error) {
 	if l.broken != nil {
 		return nil, l.broken
 	}
@@ -667,30 +687,18 @@ func (l *Local) appendRecords(recs []pendingRec) (locs []loc, err error) {
 			}
 			return locs, werr
 		}
-		if err := l.sync(p.f); err != nil {
-			// After a failed fsync the page cache state is unknown; refuse
-			// further writes until the store is reopened and recovered.
-			l.broken = fmt.Errorf("%w; reopen the store", err)
-			return locs, l.broken
-		}
-		var ib []byte
 		off := p.size
 		for _, r := range recs[:n] {
 			lc := loc{off: off, pack: p.id, recLen: uint32(len(r.rec)), rawLen: r.rawLen}
 			locs = append(locs, lc)
-			ib = appendIdxEntry(ib, idxEntry{id: r.id, off: off, recLen: lc.recLen, rawLen: r.rawLen})
+			p.pendingIdx = appendIdxEntry(p.pendingIdx, idxEntry{id: r.id, off: off, recLen: lc.recLen, rawLen: r.rawLen})
 			off += int64(len(r.rec))
 		}
 		p.size = off
-		if p.idx != nil {
-			// The index is a cache of the pack (validated and rebuilt at
-			// open), so it is written after the pack is durable and not synced.
-			if _, err := p.idx.WriteAt(ib, p.idxSize); err != nil {
-				l.log.Warn("store: index write failed; it will be rebuilt at next open", "pack", packName(p.id), "err", err)
-				p.idx.Close()
-				p.idx = nil
-			} else {
-				p.idxSize += int64(len(ib))
+		p.unsynced = true
+		if durable {
+			if err := l.syncActive(); err != nil {
+				return locs[:len(locs)-n], err
 			}
 		}
 		recs = recs[n:]
@@ -699,6 +707,42 @@ func (l *Local) appendRecords(recs []pendingRec) (locs []loc, err error) {
 		l.wbuf = nil // do not keep a huge buffer after a huge blob
 	}
 	return locs, nil
+}
+
+// syncActive fsyncs the active pack if records were appended to it since
+// its last sync, then writes their index entries. Caller holds wmu.
+func (l *Local) syncActive() error {
+	p := l.active
+	if p == nil || !p.unsynced {
+		return nil
+	}
+	if l.broken != nil {
+		return l.broken
+	}
+	if err := l.sync(p.f); err != nil {
+		// After a failed fsync the page cache state is unknown; refuse
+		// further writes until the store is reopened and recovered.
+		l.broken = fmt.Errorf("%w; reopen the store", err)
+		return l.broken
+	}
+	p.unsynced = false
+	ib := p.pendingIdx
+	p.pendingIdx = p.pendingIdx[:0]
+	if cap(p.pendingIdx) > 1<<20 {
+		p.pendingIdx = nil
+	}
+	if p.idx != nil && len(ib) > 0 {
+		// The index is a cache of the pack (validated and rebuilt at
+		// open), so it is written after the pack is durable and not synced.
+		if _, err := p.idx.WriteAt(ib, p.idxSize); err != nil {
+			l.log.Warn("store: index write failed; it will be rebuilt at next open", "pack", packName(p.id), "err", err)
+			p.idx.Close()
+			p.idx = nil
+		} else {
+			p.idxSize += int64(len(ib))
+		}
+	}
+	return nil
 }
 
 // appendDead appends entries to the deletion log and syncs it. Caller holds
@@ -736,8 +780,35 @@ func (l *Local) checkOpen() error {
 	return nil
 }
 
-// Put implements Store.
+// Put implements Store: Append, then Sync.
 func (l *Local) Put(ctx context.Context, blobs []Blob) error {
+	if err := l.Append(ctx, blobs); err != nil {
+		return err
+	}
+	return l.Sync(ctx)
+}
+
+// Sync makes every blob appended so far durable: it fsyncs the active pack
+// if Append wrote to it since the last sync (at most one fsync, however
+// many Appends it covers).
+func (l *Local) Sync(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if err := l.checkOpen(); err != nil {
+		return err
+	}
+	return l.syncActive()
+}
+
+// Append is the first half of Put: it checks and writes the blobs that are
+// not stored yet and makes them readable (Get, Has) at once, but does not
+// fsync; they are durable only after the next Sync (or Put) returns. A
+// crash before that may lose them. The archive appends a group's blobs,
+// then syncs them while the catalog commits, so the two waits overlap.
+func (l *Local) Append(ctx context.Context, blobs []Blob) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -803,7 +874,7 @@ func (l *Local) Put(ctx context.Context, blobs []Blob) error {
 		recs = append(recs, pendingRec{id: keys[i], rec: encoded[j], rawLen: uint32(len(blobs[i].Data))})
 	}
 	l.mu.RUnlock()
-	locs, err := l.appendRecords(recs)
+	locs, err := l.appendRecords(recs, false)
 	l.mu.Lock()
 	for i, r := range recs[:len(locs)] {
 		lc := locs[i]
@@ -817,6 +888,18 @@ func (l *Local) Put(ctx context.Context, blobs []Blob) error {
 	return err
 }
 
+// Level chooses how hard Encode compresses.
+type Level int
+
+const (
+	// Smaller is the store's configured zstd level (LocalOptions.ZstdLevel).
+	Smaller Level = iota
+	// Faster is zstd's fastest level: on real mail about twice as fast as
+	// the default level, for records about 5% larger. The archive uses it
+	// while ingest is bursting (docs/benchmarks.md, 2026-12-07 (night)).
+	Faster
+)
+
 // Encode prepares b for Put: it computes b's id when b.ID is empty (and
 // otherwise checks it against b.Data), and compresses (and encrypts) b's
 // record now, in the caller's goroutine, so that Put only has to append
@@ -826,8 +909,8 @@ func (l *Local) Put(ctx context.Context, blobs []Blob) error {
 // store already holds is left without a record (Put skips it). b.Data
 // must not change between Encode and Put: Put does not hash an encoded
 // blob again. On an error other than a wrong id, b.ID is set and Put
-// encodes and checks as usual.
-func (l *Local) Encode(b *Blob) error {
+// encodes and checks as usual. lvl chooses the zstd level (see Level).
+func (l *Local) Encode(b *Blob, lvl Level) error {
 	if len(b.Data) > MaxBlobSize {
 		return fmt.Errorf("store: encode %s: blob is %d bytes, more than the %d limit", b.ID, len(b.Data), MaxBlobSize)
 	}
@@ -846,7 +929,11 @@ func (l *Local) Encode(b *Blob) error {
 	if held {
 		return nil
 	}
-	rec, err := l.codec.encodeRecord(make([]byte, 0, len(b.Data)*65/64+recordHeaderSize+gcmNonceSize+gcmTagSize+64), k, b.Data)
+	enc := l.codec.enc
+	if lvl == Faster && l.codec.fast != nil {
+		enc = l.codec.fast
+	}
+	rec, err := l.codec.encodeRecordWith(enc, make([]byte, 0, len(b.Data)*65/64+recordHeaderSize+gcmNonceSize+gcmTagSize+64), k, b.Data)
 	if err != nil {
 		return fmt.Errorf("store: encode %s: %w", b.ID, err)
 	}
@@ -1188,7 +1275,7 @@ func (l *Local) moveRecords(p *pack, chunk []liveRec, recs []pendingRec) error {
 	if len(keep) == 0 {
 		return nil
 	}
-	locs, err := l.appendRecords(keep)
+	locs, err := l.appendRecords(keep, true)
 	olds = olds[:len(locs)]
 	if len(olds) == 0 {
 		return err
@@ -1371,7 +1458,8 @@ func (l *Local) Close() error {
 	defer l.cmu.Unlock()
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	return l.closeFiles()
+	serr := l.syncActive() // records appended but never synced
+	return errors.Join(serr, l.closeFiles())
 }
 
 // closeFiles releases every resource; used by Close and by a failed OpenLocal.
@@ -1390,6 +1478,9 @@ func (l *Local) closeFiles() error {
 	}
 	if l.codec.enc != nil {
 		errs = append(errs, l.codec.enc.Close())
+	}
+	if l.codec.fast != nil {
+		errs = append(errs, l.codec.fast.Close())
 	}
 	if l.codec.dec != nil {
 		l.codec.dec.Close()

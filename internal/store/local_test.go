@@ -824,7 +824,11 @@ func TestEncodeAhead(t *testing.T) {
 		for i := range 20 {
 			b := msg(i, 2000+97*i)
 			if i%2 == 0 {
-				if err := s.Encode(&b); err != nil {
+				lvl := store.Smaller
+				if i%4 == 2 {
+					lvl = store.Faster
+				}
+				if err := s.Encode(&b, lvl); err != nil {
 					t.Fatalf("Encode: %v", err)
 				}
 			}
@@ -833,12 +837,12 @@ func TestEncodeAhead(t *testing.T) {
 		mustPut(t, s, blobs...)
 		// A held blob encodes to nothing new and Put skips it.
 		again := blobs[0]
-		if err := s.Encode(&again); err != nil {
+		if err := s.Encode(&again, store.Faster); err != nil {
 			t.Fatalf("Encode of a held blob: %v", err)
 		}
 		mustPut(t, s, again)
 		bad := store.Blob{ID: msg(99, 3000).ID, Data: msg(98, 3000).Data}
-		if err := s.Encode(&bad); err == nil {
+		if err := s.Encode(&bad, store.Smaller); err == nil {
 			t.Errorf("Encode of a blob whose content does not match its id succeeded")
 		}
 		if err := s.Put(ctx, []store.Blob{bad}); err == nil {
@@ -846,12 +850,12 @@ func TestEncodeAhead(t *testing.T) {
 		}
 		// Without an id, Encode computes it: the store's id of the bytes.
 		anon := store.Blob{Data: msg(21, 4000).Data}
-		if err := s.Encode(&anon); err != nil || anon.ID != store.ID(anon.Data) {
+		if err := s.Encode(&anon, store.Smaller); err != nil || anon.ID != store.ID(anon.Data) {
 			t.Fatalf("Encode without an id: id %q, %v; want %s", anon.ID, err, store.ID(anon.Data))
 		}
 		mustPut(t, s, anon)
 		blobs = append(blobs, anon)
-		if err := s.Encode(&store.Blob{ID: "not-an-id", Data: []byte("x")}); err == nil {
+		if err := s.Encode(&store.Blob{ID: "not-an-id", Data: []byte("x")}, store.Smaller); err == nil {
 			t.Errorf("Encode with a bad id succeeded")
 		}
 		closeStore(t, s)

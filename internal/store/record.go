@@ -122,6 +122,7 @@ func checkCRC(rec []byte, h *recordHeader) error {
 // concurrent use: zstd's EncodeAll/DecodeAll and a GCM AEAD are.
 type codec struct {
 	enc  *zstd.Encoder // nil = never compress
+	fast *zstd.Encoder // zstd.SpeedFastest, for Encode with Faster; nil = use enc
 	dec  *zstd.Decoder
 	aead cipher.AEAD // nil = no encryption
 }
@@ -129,13 +130,19 @@ type codec struct {
 // encodeRecord appends the complete record for data (whose sha256 is id) to
 // dst and returns the extended slice.
 func (c *codec) encodeRecord(dst []byte, id [32]byte, data []byte) ([]byte, error) {
+	return c.encodeRecordWith(c.enc, dst, id, data)
+}
+
+// encodeRecordWith is encodeRecord compressing with enc (nil: do not
+// compress).
+func (c *codec) encodeRecordWith(enc *zstd.Encoder, dst []byte, id [32]byte, data []byte) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, make([]byte, recordHeaderSize)...)
 	h := recordHeader{id: id, rawLen: uint64(len(data))}
 	payload := data
-	if c.enc != nil {
+	if enc != nil {
 		// Compress into the record buffer directly; keep it only if it saves space.
-		withZ := c.enc.EncodeAll(data, dst)
+		withZ := enc.EncodeAll(data, dst)
 		if z := withZ[len(dst):]; len(z) < len(data) {
 			h.flags |= flagCompressed
 			payload = z

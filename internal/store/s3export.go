@@ -78,7 +78,7 @@ func NewCodec(opt CodecOptions) (*Codec, error) {
 	}
 	var err error
 	if !opt.NoCompress {
-		c.c.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.ZstdLevel))
+		c.c.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.ZstdLevel), zstd.WithEncoderCRC(false))
 		if err != nil {
 			return nil, fmt.Errorf("store: zstd: %w", err)
 		}
