@@ -5,14 +5,18 @@
 // Ingest normalises the bytes (bare LF -> CRLF), unwraps Exchange journal
 // reports, computes the id (SHA-256; a store that can, store.Local.Encode,
 // computes it while compressing the blob on the caller's goroutine, so the
-// bytes are hashed once), parses headers for the catalog, and hands the
-// message to the committer. The committer is one goroutine that gathers
-// concurrent requests into a group: it writes the new blobs to the store
-// with one sync, then commits one catalog transaction, and only then answers
-// every request in the group. A message is acknowledged only when both are
-// durable. A crash between the two leaves at worst an unreferenced blob,
-// which the next ingest of the same bytes adopts (store puts are idempotent)
-// and `mailarc verify` reports.
+// bytes are hashed once, at zstd's fastest level while ingest is busy),
+// parses headers for the catalog, and hands the message to the committer.
+// The committer is one goroutine that gathers concurrent requests into a
+// group and commits it to the store and the catalog, each with one sync,
+// and only then answers every request in the group: a message is
+// acknowledged only when both are durable. With the local store and a
+// SQLite catalog the two syncs run at the same time (commitLoop); a crash
+// can then leave the last group's rows without their blobs, which
+// RecoverTail removes at the next start. Otherwise the store goes first: a
+// crash between the two leaves at worst an unreferenced blob, which the
+// next ingest of the same bytes adopts (store puts are idempotent) and
+// `mailarc verify` reports.
 //
 // archive imports no protocol: sources adapt their wire to Ingest.
 package archive
@@ -21,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"strings"
 	"sync"
@@ -75,10 +80,9 @@ type Archive struct {
 	onCommitMu sync.Mutex
 	onCommit   atomic.Pointer[[]func()] // copy-on-write list of callbacks
 	lastCommit atomic.Int64             // unix nanos of the last successful group commit
-	recent     atomic.Int64             // messages committed in the current 1 s window (see Busy)
-	previous   atomic.Int64             // messages committed in the second before it (0 if none)
+	load       loadMeter                // commit rate (see Busy)
 	ingested   atomic.Int64             // messages newly stored since New (see Ingested)
-	window     atomic.Int64             // start of that window, unix seconds
+	unsettled  atomic.Bool              // a group's rows committed but its blobs' sync failed (see Close)
 
 	mu      sync.RWMutex // guards closing against concurrent sends on reqs
 	closing bool
@@ -141,10 +145,17 @@ func (a *Archive) Close(ctx context.Context) error {
 	a.mu.Unlock()
 	select {
 	case <-a.done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("archive: close: %w", ctx.Err())
 	}
+	if _, ok := a.overlapped(); ok && !a.unsettled.Load() {
+		// Every group was answered, so its blobs are durable: nothing is
+		// left for RecoverTail to look at.
+		if err := a.cat.SettleCommits(ctx); err != nil {
+			return fmt.Errorf("archive: close: %w", err)
+		}
+	}
+	return nil
 }
 
 // Ingest archives raw and returns once it is durable. See the package doc.
@@ -186,8 +197,14 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 		// Hash (the id, which is the store's id: sha256 of the bytes) and
 		// compress here, on the caller's goroutine, so concurrent ingests
 		// spread it over the CPUs while the committer only writes and
-		// syncs. On failure Put encodes (and reports) as usual.
-		_ = enc.Encode(&req.blob)
+		// syncs. During a burst, compress with zstd's fastest level: the
+		// CPU goes to acknowledging, at the price of a few percent of
+		// store. On failure Put encodes (and reports) as usual.
+		lvl := store.Smaller
+		if a.Busy() {
+			lvl = store.Faster
+		}
+		_ = enc.Encode(&req.blob, lvl)
 	}
 	if req.blob.ID == "" {
 		req.blob.ID = message.ID(data)
@@ -241,21 +258,56 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 // encoder is implemented by stores that can encode a blob before Put
 // (store.Local.Encode).
 type encoder interface {
-	Encode(b *store.Blob) error
+	Encode(b *store.Blob, lvl store.Level) error
 }
 
-// commitLoop gathers requests into groups and runs the two durable steps
-// as a pipeline: while one group's catalog transaction commits, the next
-// group's blobs are written and synced. Either step failing fails its whole
-// group with a temporary error. Pipelining is safe because store puts are
-// idempotent and the catalog transaction decides which messages are new.
+// appender is implemented by stores whose Put splits into a write that
+// makes blobs readable and a sync that makes them durable (store.Local).
+type appender interface {
+	Append(ctx context.Context, blobs []store.Blob) error
+	Sync(ctx context.Context) error
+}
+
+// overlapped reports whether group commits overlap the store's sync with
+// the catalog transaction: with a store that can append and sync
+// separately and a SQLite catalog, which this node alone writes (nodes
+// sharing a PostgreSQL catalog keep the pipeline, see commitLoop).
+func (a *Archive) overlapped() (appender, bool) {
+	ap, ok := a.st.(appender)
+	return ap, ok && a.cat.Dialect() == catalog.SQLite
+}
+
+// commitLoop gathers requests into groups and commits each group durably
+// before answering it, in one of two ways.
+//
+// Overlapped (local store, SQLite catalog): the group's new blobs are
+// appended to the pack (readable, not yet durable), then the pack's fsync
+// and the catalog transaction run at the same time; the group is answered
+// when both are done, and the next group starts after that. A crash can
+// then leave the last group's catalog rows durable without their blobs;
+// RecoverTail removes them at the next start (they were never answered).
+//
+// Pipelined (any other store or catalog): while one group's catalog
+// transaction commits, the next group's blobs are written and synced.
+// Pipelining is safe because store puts are idempotent and the catalog
+// transaction decides which messages are new; a crash leaves at worst an
+// unreferenced blob.
+//
+// Either way a failing step fails its whole group with a temporary error.
 func (a *Archive) commitLoop() {
+	if ap, ok := a.overlapped(); ok {
+		defer close(a.done)
+		for batch := range a.gather() {
+			a.commitOverlapped(ap, batch)
+		}
+		return
+	}
 	stage2 := make(chan *group, 1)
 	stage2Done := make(chan struct{})
 	go func() {
 		defer close(stage2Done)
 		for g := range stage2 {
-			a.commitCatalog(g)
+			a.commitCatalog(g, nil)
 		}
 	}()
 	defer func() {
@@ -263,26 +315,58 @@ func (a *Archive) commitLoop() {
 		<-stage2Done
 		close(a.done)
 	}()
-	for first := range a.reqs {
-		batch := []*request{first}
-		size := int64(len(first.blob.Data))
-	gather:
-		for len(batch) < a.opt.MaxBatch && size < a.opt.MaxBatchBytes {
-			select {
-			case r, ok := <-a.reqs:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, r)
-				size += int64(len(r.blob.Data))
-			default:
-				break gather
-			}
-		}
+	for batch := range a.gather() {
 		if g := a.storeBlobs(batch); g != nil {
 			stage2 <- g
 		}
 	}
+}
+
+// gather yields groups of queued requests: each waits for one request,
+// then takes whatever else is queued, up to MaxBatch messages and
+// MaxBatchBytes bytes. It ends when reqs is closed and drained.
+func (a *Archive) gather() iter.Seq[[]*request] {
+	return func(yield func([]*request) bool) {
+		for first := range a.reqs {
+			batch := []*request{first}
+			size := int64(len(first.blob.Data))
+		more:
+			for len(batch) < a.opt.MaxBatch && size < a.opt.MaxBatchBytes {
+				select {
+				case r, ok := <-a.reqs:
+					if !ok {
+						break more
+					}
+					batch = append(batch, r)
+					size += int64(len(r.blob.Data))
+				default:
+					break more
+				}
+			}
+			if !yield(batch) {
+				return
+			}
+		}
+	}
+}
+
+// commitOverlapped commits one group: append its blobs, then sync them
+// while the catalog commits (see commitLoop).
+func (a *Archive) commitOverlapped(ap appender, batch []*request) {
+	ctx := context.Background()
+	g, blobs := a.newGroup(batch)
+	if g == nil {
+		return
+	}
+	if len(blobs) > 0 {
+		if err := ap.Append(ctx, blobs); err != nil {
+			a.failGroup(g.reqs, fmt.Errorf("store: %w", err))
+			return
+		}
+	}
+	synced := make(chan error, 1)
+	go func() { synced <- ap.Sync(ctx) }()
+	a.commitCatalog(g, synced)
 }
 
 // group is a batch whose blobs are durable, waiting for its catalog commit.
@@ -303,18 +387,35 @@ func (a *Archive) failGroup(reqs []*request, err error) {
 	}
 }
 
-// storeBlobs is step one: answer purged ids, write new blobs with one sync.
+// storeBlobs is the pipeline's step one: answer purged ids, write new
+// blobs with one sync.
 func (a *Archive) storeBlobs(batch []*request) *group {
-	ctx := context.Background()
+	g, blobs := a.newGroup(batch)
+	if g == nil {
+		return nil
+	}
+	if len(blobs) > 0 {
+		if err := a.st.Put(context.Background(), blobs); err != nil {
+			a.failGroup(g.reqs, fmt.Errorf("store: %w", err))
+			return nil
+		}
+	}
+	return g
+}
+
+// newGroup answers the requests for purged ids and returns the group of the
+// others with the distinct blobs to store (the store skips those it holds);
+// nil when nothing is left to commit.
+func (a *Archive) newGroup(batch []*request) (*group, []store.Blob) {
 	g := &group{start: a.opt.Now(), size: len(batch)}
 	ids := make([]string, 0, len(batch))
 	for _, r := range batch {
 		ids = append(ids, r.blob.ID)
 	}
-	purged, err := a.cat.IsTombstoned(ctx, ids)
+	purged, err := a.cat.IsTombstoned(context.Background(), ids)
 	if err != nil {
 		a.failGroup(batch, err)
-		return nil
+		return nil, nil
 	}
 	var blobs []store.Blob
 	seen := map[string]bool{}
@@ -338,20 +439,25 @@ func (a *Archive) storeBlobs(batch []*request) *group {
 		g.reqs = append(g.reqs, r)
 	}
 	if len(g.reqs) == 0 {
-		return nil
+		return nil, nil
 	}
-	if len(blobs) > 0 {
-		if err := a.st.Put(ctx, blobs); err != nil {
-			a.failGroup(g.reqs, fmt.Errorf("store: %w", err))
-			return nil
-		}
-	}
-	return g
+	return g, blobs
 }
 
-// commitCatalog is step two: one catalog transaction, then the answers.
-func (a *Archive) commitCatalog(g *group) {
+// commitCatalog commits the group's catalog transaction and answers it.
+// With synced set (overlapped commits) it also waits for the store's sync
+// of the group's blobs, and answers only when both are durable.
+func (a *Archive) commitCatalog(g *group, synced <-chan error) {
 	res, err := a.cat.Commit(context.Background(), g.metas)
+	if synced != nil {
+		if serr := <-synced; serr != nil && err == nil {
+			// The rows are committed, their blobs maybe not durable: the
+			// store now refuses writes until reopened, and RecoverTail
+			// removes the rows at the next start if the blobs are lost.
+			a.unsettled.Store(true)
+			err = fmt.Errorf("store: %w", serr)
+		}
+	}
 	if err != nil {
 		a.failGroup(g.reqs, err)
 		return
@@ -373,18 +479,7 @@ func (a *Archive) commitCatalog(g *group) {
 	}
 	now := a.opt.Now()
 	a.lastCommit.Store(now.UnixNano())
-	if w := now.Unix(); a.window.Load() != w {
-		// Only the committer writes these; Busy reads them without a lock,
-		// which at worst misjudges the moment of the switch.
-		if a.window.Load() == w-1 {
-			a.previous.Store(a.recent.Load())
-		} else {
-			a.previous.Store(0)
-		}
-		a.recent.Store(0)
-		a.window.Store(w)
-	}
-	a.recent.Add(int64(len(g.reqs)))
+	a.load.add(now, len(g.reqs))
 	if fs := a.onCommit.Load(); fs != nil {
 		for _, f := range *fs {
 			f()
@@ -401,6 +496,46 @@ func (a *Archive) commitCatalog(g *group) {
 		}
 		r.resp <- response{res: out}
 	}
+}
+
+// RecoverTail repairs what a crash during an overlapped group commit (see
+// commitLoop) can leave behind: catalog rows of the last group whose blob,
+// or journal report blob, did not reach the disk. Those messages were never
+// acknowledged. Their rows are removed without a tombstone, so a sender's
+// retry (or a mirror peer's anti-entropy) stores them again, and their ids
+// are returned so the caller can drop them from the index. After a clean
+// Close there is nothing to look at (catalog.SettleCommits). Call it once
+// after New, before any Ingest; it does nothing when commits are pipelined.
+func (a *Archive) RecoverTail(ctx context.Context) ([]string, error) {
+	if _, ok := a.overlapped(); !ok {
+		return nil, nil
+	}
+	ms, err := a.cat.LastInserted(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("archive: recover: %w", err)
+	}
+	var lost []string
+	for _, m := range ms {
+		for _, id := range append([]string{m.ID}, m.Reports...) {
+			ok, err := a.st.Has(ctx, id)
+			if err != nil {
+				return nil, fmt.Errorf("archive: recover: %w", err)
+			}
+			if !ok {
+				lost = append(lost, m.ID)
+				break
+			}
+		}
+	}
+	if len(lost) == 0 {
+		return nil, nil
+	}
+	if err := a.cat.Forget(ctx, lost); err != nil {
+		return nil, fmt.Errorf("archive: recover: %w", err)
+	}
+	a.log.Warn("removed the catalog entries of messages whose bytes did not reach the disk before the node stopped; "+
+		"they were never acknowledged, so their senders retry them", "messages", len(lost))
+	return lost, nil
 }
 
 // OnCommit adds f to the callbacks run after every successful group commit
@@ -424,20 +559,11 @@ func (a *Archive) OnCommit(f func()) {
 // backlog that is caught up with afterwards.
 const busyRate = 500
 
-// Busy reports whether ingest is bursting: more than busyRate messages
-// committed in the current second or in the one before. (The current
-// second alone left the indexer running flat out at the start of every
-// second of a burst, until busyRate messages had been committed in it:
-// half of each second at 1,000 msgs/s.) The indexer backs off then.
+// Busy reports whether ingest is bursting: the commit rate, estimated over
+// about the last half second (loadMeter), is above busyRate. The indexer
+// backs off then, and the store compresses at its fast level.
 func (a *Archive) Busy() bool {
-	now := a.opt.Now().Unix()
-	switch a.window.Load() {
-	case now:
-		return max(a.recent.Load(), a.previous.Load()) > busyRate
-	case now - 1:
-		return a.recent.Load() > busyRate
-	}
-	return false
+	return a.load.perSecond(a.opt.Now()) > busyRate
 }
 
 // Ingested returns how many messages were newly stored (duplicates

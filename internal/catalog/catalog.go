@@ -10,7 +10,11 @@
 // in migrate.go run at Open, other packages add their own tables through
 // Migrate with their own component name):
 //
-//	meta(key, value)            node facts: store_instance, created, counters
+//	meta(key, value)            node facts: store_instance, created, counters;
+//	                            last_commit ("A B S": the last Commit's mseq
+//	                            range (A, B] and first new seq S, for the
+//	                            archive's crash recovery; removed by
+//	                            SettleCommits at a clean close)
 //	messages(seq, id, ...)      one row per archived message. seq INTEGER
 //	                            PRIMARY KEY AUTOINCREMENT is the change feed:
 //	                            it only grows and is never reused, even after
@@ -77,6 +81,59 @@ type Catalog struct {
 	w       *sql.DB // single writer connection
 	r       *sql.DB // readers
 	dialect Dialect
+
+	stmts map[string]*sql.Stmt // Commit's statements (prepareCommit); read-only after open
+}
+
+// Statements Commit runs for every message, prepared once (prepareCommit).
+const (
+	insertSQLite = `INSERT INTO messages
+		(id, mseq, date, date_source, arrival, size, from_addr, to_addrs, cc_addrs, bcc_addrs, subject, message_id, attachments)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`
+	insertPostgres = `INSERT INTO messages
+		(id, mseq, date, date_source, arrival, size, from_addr, to_addrs, cc_addrs, bcc_addrs, subject, message_id, attachments, seq)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`
+	lookupSQL    = `SELECT seq FROM messages WHERE id=?`
+	tombstoneSQL = `SELECT 1 FROM tombstones WHERE id=?`
+	addOriginSQL = `INSERT INTO origins(seq, origin, first_seen) VALUES (?,?,?) ON CONFLICT DO NOTHING`
+	addFromSQL   = `INSERT INTO envelope(seq, kind, addr) VALUES (?,'from',?) ON CONFLICT DO NOTHING`
+	addRcptSQL   = `INSERT INTO envelope(seq, kind, addr) VALUES (?,'rcpt',?) ON CONFLICT DO NOTHING`
+	addReportSQL = `INSERT INTO journal_reports(seq, report_id) VALUES (?,?) ON CONFLICT DO NOTHING`
+	bumpMseqSQL  = `UPDATE messages SET mseq=? WHERE seq=?`
+	readMetaSQL  = `SELECT CAST(value AS BIGINT) FROM meta WHERE key=?`
+	writeMetaSQL = `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value`
+)
+
+// prepareCommit prepares Commit's statements on the writer, once: preparing
+// them in every transaction was a tenth of a group commit's CPU. It runs at
+// open, before any transaction holds the writer's only connection.
+func (c *Catalog) prepareCommit(ctx context.Context) error {
+	ins := insertSQLite
+	if c.dialect == Postgres {
+		ins = insertPostgres
+	}
+	c.stmts = map[string]*sql.Stmt{}
+	for _, q := range []string{ins, lookupSQL, tombstoneSQL, addOriginSQL, addFromSQL, addRcptSQL, addReportSQL, bumpMseqSQL, readMetaSQL, writeMetaSQL} {
+		st, err := c.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("catalog: prepare: %w", err)
+		}
+		c.stmts[q] = st
+	}
+	return nil
+}
+
+// stmt returns q bound to tx: the statement prepareCommit prepared, or one
+// prepared for tx alone (closed with it).
+func (c *Catalog) stmt(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, error) {
+	if st, ok := c.stmts[q]; ok {
+		return tx.StmtContext(ctx, st), nil
+	}
+	st, err := tx.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: prepare: %w", err)
+	}
+	return st, nil
 }
 
 // Open opens (creating if needed) the catalog at path and runs migrations.
@@ -98,6 +155,7 @@ func Open(ctx context.Context, path string) (*Catalog, error) {
 		w.Close()
 		return nil, err
 	}
+
 	r, err := sql.Open("sqlite3", dsn+"&mode=ro&_query_only=1")
 	if err != nil {
 		w.Close()
@@ -105,12 +163,20 @@ func Open(ctx context.Context, path string) (*Catalog, error) {
 	}
 	r.SetMaxOpenConns(8)
 	c.r = r
+	if err := c.prepareCommit(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
 	return c, nil
 }
 
 // Close closes the database.
 func (c *Catalog) Close() error {
-	return errors.Join(c.r.Close(), c.w.Close())
+	var errs []error
+	for _, s := range c.stmts {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(append(errs, c.r.Close(), c.w.Close())...)
 }
 
 // Attachment is listing metadata for one attachment.
@@ -187,7 +253,7 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 	if err := c.lockTx(ctx, tx, lockFeed); err != nil {
 		return nil, err
 	}
-	mseq, err := counter(ctx, tx, "mseq")
+	mseq, err := c.counter(ctx, tx, "mseq")
 	if err != nil {
 		return nil, err
 	}
@@ -195,32 +261,26 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 	// feed_seq counter in meta, read and written under the feed lock (a
 	// sequence would hand out numbers in an order other than commit order).
 	var feedSeq int64
-	insSQL := `INSERT INTO messages
-		(id, mseq, date, date_source, arrival, size, from_addr, to_addrs, cc_addrs, bcc_addrs, subject, message_id, attachments)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`
+	insSQL := insertSQLite
 	if c.dialect == Postgres {
-		if feedSeq, err = counter(ctx, tx, feedSeqKey); err != nil {
+		if feedSeq, err = c.counter(ctx, tx, feedSeqKey); err != nil {
 			return nil, err
 		}
-		insSQL = `INSERT INTO messages
-		(id, mseq, date, date_source, arrival, size, from_addr, to_addrs, cc_addrs, bcc_addrs, subject, message_id, attachments, seq)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`
+		insSQL = insertPostgres
 	}
-	ins, err := tx.PrepareContext(ctx, insSQL)
+	ins, err := c.stmt(ctx, tx, insSQL)
 	if err != nil {
-		return nil, fmt.Errorf("catalog: prepare: %w", err)
+		return nil, err
 	}
-	defer ins.Close()
-	look, err := tx.PrepareContext(ctx, `SELECT seq FROM messages WHERE id=?`)
+	look, err := c.stmt(ctx, tx, lookupSQL)
 	if err != nil {
-		return nil, fmt.Errorf("catalog: prepare: %w", err)
+		return nil, err
 	}
-	defer look.Close()
-	tomb, err := tx.PrepareContext(ctx, `SELECT 1 FROM tombstones WHERE id=?`)
+	tomb, err := c.stmt(ctx, tx, tombstoneSQL)
 	if err != nil {
-		return nil, fmt.Errorf("catalog: prepare: %w", err)
+		return nil, err
 	}
-	defer tomb.Close()
+	firstMseq, firstNewSeq := mseq, int64(0)
 	for i, m := range items {
 		// Checked inside the transaction: a purge that committed after the
 		// archive's own tombstone check must still win.
@@ -272,9 +332,16 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 			res[i].Duplicate = true
 		}
 		res[i].Seq = seq
+		if n == 1 && firstNewSeq == 0 {
+			firstNewSeq = seq
+		}
 		changed := n == 1
 		add := func(q string, args ...any) error {
-			r, err := tx.ExecContext(ctx, q, args...)
+			st, err := c.stmt(ctx, tx, q)
+			if err != nil {
+				return err
+			}
+			r, err := st.ExecContext(ctx, args...)
 			if err != nil {
 				return fmt.Errorf("catalog: merge metadata of %s: %w", m.ID, err)
 			}
@@ -284,12 +351,12 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 			return nil
 		}
 		if m.Origin != "" {
-			if err := add(`INSERT INTO origins(seq, origin, first_seen) VALUES (?,?,?) ON CONFLICT DO NOTHING`, seq, m.Origin, m.Arrival.Unix()); err != nil {
+			if err := add(addOriginSQL, seq, m.Origin, m.Arrival.Unix()); err != nil {
 				return nil, err
 			}
 		}
 		if m.MailFrom != "" {
-			if err := add(`INSERT INTO envelope(seq, kind, addr) VALUES (?,'from',?) ON CONFLICT DO NOTHING`, seq, strings.ToLower(m.MailFrom)); err != nil {
+			if err := add(addFromSQL, seq, strings.ToLower(m.MailFrom)); err != nil {
 				return nil, err
 			}
 		}
@@ -297,26 +364,33 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 			if a == "" {
 				continue
 			}
-			if err := add(`INSERT INTO envelope(seq, kind, addr) VALUES (?,'rcpt',?) ON CONFLICT DO NOTHING`, seq, strings.ToLower(a)); err != nil {
+			if err := add(addRcptSQL, seq, strings.ToLower(a)); err != nil {
 				return nil, err
 			}
 		}
 		if m.ReportID != "" {
-			if err := add(`INSERT INTO journal_reports(seq, report_id) VALUES (?,?) ON CONFLICT DO NOTHING`, seq, m.ReportID); err != nil {
+			if err := add(addReportSQL, seq, m.ReportID); err != nil {
 				return nil, err
 			}
 		}
 		if changed && n == 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE messages SET mseq=? WHERE seq=?`, mseq, seq); err != nil {
+			bump, err := c.stmt(ctx, tx, bumpMseqSQL)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := bump.ExecContext(ctx, mseq, seq); err != nil {
 				return nil, fmt.Errorf("catalog: bump mseq: %w", err)
 			}
 		}
 	}
-	if err := setCounter(ctx, tx, "mseq", mseq); err != nil {
+	if err := c.setCounter(ctx, tx, "mseq", mseq); err != nil {
+		return nil, err
+	}
+	if err := c.setMeta(ctx, tx, lastCommitKey, fmt.Sprintf("%d %d %d", firstMseq, mseq, firstNewSeq)); err != nil {
 		return nil, err
 	}
 	if c.dialect == Postgres {
-		if err := setCounter(ctx, tx, feedSeqKey, feedSeq); err != nil {
+		if err := c.setCounter(ctx, tx, feedSeqKey, feedSeq); err != nil {
 			return nil, err
 		}
 	}
@@ -326,9 +400,13 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 	return res, nil
 }
 
-func counter(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+func (c *Catalog) counter(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+	st, err := c.stmt(ctx, tx, readMetaSQL)
+	if err != nil {
+		return 0, err
+	}
 	var v int64
-	err := tx.QueryRowContext(ctx, `SELECT CAST(value AS BIGINT) FROM meta WHERE key=?`, name).Scan(&v)
+	err = st.QueryRowContext(ctx, name).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -338,12 +416,109 @@ func counter(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
 	return v, nil
 }
 
-func setCounter(ctx context.Context, tx *sql.Tx, name string, v int64) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value`, name, fmt.Sprint(v))
+func (c *Catalog) setCounter(ctx context.Context, tx *sql.Tx, name string, v int64) error {
+	return c.setMeta(ctx, tx, name, fmt.Sprint(v))
+}
+
+func (c *Catalog) setMeta(ctx context.Context, tx *sql.Tx, key, value string) error {
+	st, err := c.stmt(ctx, tx, writeMetaSQL)
 	if err != nil {
-		return fmt.Errorf("catalog: write counter %s: %w", name, err)
+		return err
+	}
+	if _, err := st.ExecContext(ctx, key, value); err != nil {
+		return fmt.Errorf("catalog: write meta %s: %w", key, err)
 	}
 	return nil
+}
+
+// lastCommitKey is the meta key describing the last Commit: "A B S", where
+// the mseq values it handed out are in (A, B] and S is the seq of the
+// first message it inserted (0: none).
+const lastCommitKey = "last_commit"
+
+// LastInserted returns the messages that the last Commit inserted and that
+// nothing has changed since (their mseq is still the one that commit gave
+// them), with their journal report ids. The archive uses it after a crash:
+// its group commit syncs the blobs while the catalog commits, so the last
+// group's new rows may have reached the disk without their blobs.
+func (c *Catalog) LastInserted(ctx context.Context) ([]*Message, error) {
+	v, err := c.Meta(ctx, lastCommitKey)
+	if err != nil || v == "" {
+		return nil, err
+	}
+	var after, last, firstSeq int64
+	if _, err := fmt.Sscanf(v, "%d %d %d", &after, &last, &firstSeq); err != nil {
+		return nil, fmt.Errorf("catalog: meta %s = %q: %w", lastCommitKey, v, err)
+	}
+	if firstSeq == 0 {
+		return nil, nil
+	}
+	return c.list(ctx, `SELECT `+messageCols+` FROM messages WHERE mseq > ? AND mseq <= ? AND seq >= ? ORDER BY mseq`, after, last, firstSeq)
+}
+
+// SettleCommits records that every Commit so far is durable together with
+// its blobs, so that LastInserted returns nothing until the next Commit.
+// The archive calls it when it closes cleanly: after that, a blob missing
+// from the store is damage for verify to report, not a lost group.
+func (c *Catalog) SettleCommits(ctx context.Context) error {
+	if _, err := c.w.ExecContext(ctx, `DELETE FROM meta WHERE key=?`, lastCommitKey); err != nil {
+		return fmt.Errorf("catalog: settle commits: %w", err)
+	}
+	return nil
+}
+
+// Forget deletes the rows of messages that were never acknowledged (see
+// LastInserted) with their origins, envelope and journal report links. Unlike
+// Purge it leaves no tombstone: a sender's retry stores the message again.
+func (c *Catalog) Forget(ctx context.Context, ids []string) error {
+	return c.inTx(ctx, func(tx *sql.Tx) error {
+		if err := c.lockTx(ctx, tx, lockFeed); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if _, err := deleteMessageRows(ctx, tx, id); err != nil {
+				return fmt.Errorf("catalog: forget: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// deleteMessageRows deletes message id's row with its origins, envelope and
+// journal report links, and returns the report ids it was linked to. An
+// unknown id is not an error.
+func deleteMessageRows(ctx context.Context, tx *sql.Tx, id string) ([]string, error) {
+	var seq int64
+	err := tx.QueryRowContext(ctx, `SELECT seq FROM messages WHERE id=?`, id).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", id, err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT report_id FROM journal_reports WHERE seq=?`, seq)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", id, err)
+	}
+	var reports []string
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("%s: %w", id, err)
+		}
+		reports = append(reports, r)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("%s: %w", id, err)
+	}
+	for _, q := range []string{`DELETE FROM origins WHERE seq=?`, `DELETE FROM envelope WHERE seq=?`,
+		`DELETE FROM journal_reports WHERE seq=?`, `DELETE FROM messages WHERE seq=?`} {
+		if _, err := tx.ExecContext(ctx, q, seq); err != nil {
+			return nil, fmt.Errorf("%s: %w", id, err)
+		}
+	}
+	return reports, nil
 }
 
 // Exists reports which of ids are in the catalog (as message rows).

@@ -284,11 +284,11 @@ func (c *Catalog) SetFeedHead(ctx context.Context, head int64) error {
 		}
 		head = max(head, top)
 		if c.dialect == Postgres {
-			cur, err := counter(ctx, tx, feedSeqKey)
+			cur, err := c.counter(ctx, tx, feedSeqKey)
 			if err != nil {
 				return err
 			}
-			return setCounter(ctx, tx, feedSeqKey, max(cur, head))
+			return c.setCounter(ctx, tx, feedSeqKey, max(cur, head))
 		}
 		var cur int64
 		err := tx.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'messages'`).Scan(&cur)

@@ -96,6 +96,10 @@ func OpenPostgres(ctx context.Context, dsn string) (*Catalog, error) {
 	r.SetMaxOpenConns(pgReaderConns)
 	r.SetMaxIdleConns(pgReaderConns)
 	c.r = r
+	if err := c.prepareCommit(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -73,28 +73,12 @@ func (c *Catalog) Purge(ctx context.Context, ids []string, reason string, at tim
 	}
 	reports := map[string]bool{}
 	for _, id := range ids {
-		var seq int64
-		err := tx.QueryRowContext(ctx, `SELECT seq FROM messages WHERE id=?`, id).Scan(&seq)
-		if err == nil {
-			rows, err := tx.QueryContext(ctx, `SELECT report_id FROM journal_reports WHERE seq=?`, seq)
-			if err != nil {
-				return nil, fmt.Errorf("catalog: purge %s: %w", id, err)
-			}
-			for rows.Next() {
-				var r string
-				if err := rows.Scan(&r); err != nil {
-					rows.Close()
-					return nil, fmt.Errorf("catalog: purge %s: %w", id, err)
-				}
-				reports[r] = true
-			}
-			rows.Close()
-			for _, q := range []string{`DELETE FROM origins WHERE seq=?`, `DELETE FROM envelope WHERE seq=?`,
-				`DELETE FROM journal_reports WHERE seq=?`, `DELETE FROM messages WHERE seq=?`} {
-				if _, err := tx.ExecContext(ctx, q, seq); err != nil {
-					return nil, fmt.Errorf("catalog: purge %s: %w", id, err)
-				}
-			}
+		linked, err := deleteMessageRows(ctx, tx, id)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: purge: %w", err)
+		}
+		for _, r := range linked {
+			reports[r] = true
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO tombstones(id, purged_at, reason) VALUES (?,?,?) ON CONFLICT DO NOTHING`, id, at.Unix(), reason); err != nil {
 			return nil, fmt.Errorf("catalog: tombstone %s: %w", id, err)

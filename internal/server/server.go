@@ -158,6 +158,16 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Node, erro
 	if err := n.openIndex(ctx); err != nil {
 		return nil, err
 	}
+	lost, err := n.Archive.RecoverTail(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(lost) > 0 {
+		// Indexed from the page cache before the crash, perhaps.
+		if err := n.Index.Delete(ctx, lost); err != nil {
+			return nil, fmt.Errorf("index: drop messages lost in a crash: %w", err)
+		}
+	}
 	ok = true
 	return n, nil
 }

@@ -37,7 +37,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > limit {
 		return errf(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("message exceeds the size limit of %d bytes", limit))
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	raw, err := readBody(http.MaxBytesReader(w, r.Body, limit), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -318,4 +318,23 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// readBody reads a request body whose announced length is n (-1: unknown)
+// into one buffer of that size, instead of io.ReadAll's doubling (which
+// copied and cleared a message several times over: 5% of the API's CPU).
+// The announced length is only a hint; r must already be size-limited.
+func readBody(r io.Reader, n int64) ([]byte, error) {
+	if n <= 0 || n > 64<<20 {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	rest, err := io.ReadAll(r) // empty: net/http ends the body at its length
+	if len(rest) > 0 {
+		buf = append(buf, rest...)
+	}
+	return buf, err
 }
