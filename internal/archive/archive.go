@@ -369,7 +369,8 @@ func (a *Archive) commitOverlapped(ap appender, batch []*request) {
 	a.commitCatalog(g, synced)
 }
 
-// group is a batch whose blobs are durable, waiting for its catalog commit.
+// group is a batch on its way through the commit: its metadata and the
+// requests to answer once its blobs and catalog rows are both durable.
 type group struct {
 	start time.Time
 	size  int

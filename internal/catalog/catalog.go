@@ -386,8 +386,12 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 	if err := c.setCounter(ctx, tx, "mseq", mseq); err != nil {
 		return nil, err
 	}
-	if err := c.setMeta(ctx, tx, lastCommitKey, fmt.Sprintf("%d %d %d", firstMseq, mseq, firstNewSeq)); err != nil {
-		return nil, err
+	if c.dialect == SQLite {
+		// Only a node's own SQLite catalog is recovered this way (the
+		// archive overlaps its syncs only then).
+		if err := c.setMeta(ctx, tx, lastCommitKey, fmt.Sprintf("%d %d %d", firstMseq, mseq, firstNewSeq)); err != nil {
+			return nil, err
+		}
 	}
 	if c.dialect == Postgres {
 		if err := c.setCounter(ctx, tx, feedSeqKey, feedSeq); err != nil {
@@ -433,7 +437,7 @@ func (c *Catalog) setMeta(ctx context.Context, tx *sql.Tx, key, value string) er
 
 // lastCommitKey is the meta key describing the last Commit: "A B S", where
 // the mseq values it handed out are in (A, B] and S is the seq of the
-// first message it inserted (0: none).
+// first message it inserted (0: none). SQLite catalogs only.
 const lastCommitKey = "last_commit"
 
 // LastInserted returns the messages that the last Commit inserted and that
