@@ -91,12 +91,5 @@ func TestAppendThenSync(t *testing.T) {
 		mustGet(t, s, b)
 	}
 	wantIndexed((fileSize(t, packFiles(t, dir)[len(packFiles(t, dir))-1]) - 16) / recLen)
-	if err := s.Verify(ctx, func(id string, err error) error {
-		if err != nil {
-			t.Errorf("Verify %s: %v", id, err)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	mustVerifyClean(t, s)
 }

@@ -122,6 +122,19 @@ func mustPut(t *testing.T, s store.Store, blobs ...store.Blob) {
 	}
 }
 
+// mustVerifyClean fails the test unless Verify reports every blob intact.
+func mustVerifyClean(t *testing.T, s store.Store) {
+	t.Helper()
+	if err := s.Verify(context.Background(), func(id string, err error) error {
+		if err != nil {
+			t.Errorf("Verify %s: %v", id, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func packFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
@@ -867,14 +880,7 @@ func TestEncodeAhead(t *testing.T) {
 		if err != nil || st.Blobs != 21 {
 			t.Errorf("Stats = %+v, %v; want 21 blobs", st, err)
 		}
-		if err := s.Verify(ctx, func(id string, err error) error {
-			if err != nil {
-				t.Errorf("Verify %s: %v", id, err)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		mustVerifyClean(t, s)
 		closeStore(t, s)
 	}
 }
