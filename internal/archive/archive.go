@@ -82,6 +82,7 @@ type Archive struct {
 	lastCommit atomic.Int64             // unix nanos of the last successful group commit
 	load       loadMeter                // commit rate (see Busy)
 	ingested   atomic.Int64             // messages newly stored since New (see Ingested)
+	recovered  atomic.Bool              // RecoverTail has run (see Close)
 	unsettled  atomic.Bool              // a group's rows committed but its blobs' sync failed (see Close)
 
 	mu      sync.RWMutex // guards closing against concurrent sends on reqs
@@ -148,9 +149,12 @@ func (a *Archive) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("archive: close: %w", ctx.Err())
 	}
-	if _, ok := a.overlapped(); ok && !a.unsettled.Load() {
-		// Every group was answered, so its blobs are durable: nothing is
-		// left for RecoverTail to look at.
+	if _, ok := a.overlapped(); ok && a.recovered.Load() && !a.unsettled.Load() {
+		// RecoverTail has looked at what an earlier crash left, and every
+		// group since was answered, so its blobs are durable: nothing is
+		// left for the next RecoverTail. (Not after a failed sync, and not
+		// when RecoverTail never ran, e.g. a start that failed before it:
+		// the record of a crashed group must survive until it is checked.)
 		if err := a.cat.SettleCommits(ctx); err != nil {
 			return fmt.Errorf("archive: close: %w", err)
 		}
@@ -354,6 +358,14 @@ func (a *Archive) gather() iter.Seq[[]*request] {
 // while the catalog commits (see commitLoop).
 func (a *Archive) commitOverlapped(ap appender, batch []*request) {
 	ctx := context.Background()
+	if a.unsettled.Load() {
+		// A sync failed after its group's rows were committed. Committing
+		// more would move the catalog's record of the last commit past
+		// those rows, so RecoverTail could no longer find them: refuse
+		// until the node restarts (the store refuses writes until then too).
+		a.failGroup(batch, errors.New("store: a sync failed; ingest is refused until the node restarts"))
+		return
+	}
 	g, blobs := a.newGroup(batch)
 	if g == nil {
 		return
@@ -504,11 +516,15 @@ func (a *Archive) commitCatalog(g *group, synced <-chan error) {
 // or journal report blob, did not reach the disk. Those messages were never
 // acknowledged. Their rows are removed without a tombstone, so a sender's
 // retry (or a mirror peer's anti-entropy) stores them again, and their ids
-// are returned so the caller can drop them from the index. After a clean
-// Close there is nothing to look at (catalog.SettleCommits). Call it once
+// are returned so the caller can drop them from the index. Call it once
 // after New, before any Ingest; it does nothing when commits are pipelined.
+// Close clears the catalog's record of the last commit
+// (catalog.SettleCommits) only once RecoverTail has run and no sync failed
+// since, so a start that fails before it leaves the record for the next.
+// After a failed sync, ingest is refused until the node restarts.
 func (a *Archive) RecoverTail(ctx context.Context) ([]string, error) {
 	if _, ok := a.overlapped(); !ok {
+		a.recovered.Store(true)
 		return nil, nil
 	}
 	ms, err := a.cat.LastInserted(ctx)
@@ -529,11 +545,13 @@ func (a *Archive) RecoverTail(ctx context.Context) ([]string, error) {
 		}
 	}
 	if len(lost) == 0 {
+		a.recovered.Store(true)
 		return nil, nil
 	}
 	if err := a.cat.Forget(ctx, lost); err != nil {
 		return nil, fmt.Errorf("archive: recover: %w", err)
 	}
+	a.recovered.Store(true)
 	a.log.Warn("removed the catalog entries of messages whose bytes did not reach the disk before the node stopped; "+
 		"they were never acknowledged, so their senders retry them", "messages", len(lost))
 	return lost, nil

@@ -2,8 +2,11 @@ package archive_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,5 +112,66 @@ func TestRecoverTail(t *testing.T) {
 	}
 	if _, err := a.Get(ctx, damaged.ID); err != nil {
 		t.Errorf("the settled row is gone: %v", err)
+	}
+}
+
+// failingSync is a local store whose Sync fails while fail is set, as an
+// fsync returning EIO would.
+type failingSync struct {
+	*store.Local
+	fail atomic.Bool
+}
+
+func (f *failingSync) Sync(ctx context.Context) error {
+	if f.fail.Load() {
+		return errors.New("injected: fsync failed")
+	}
+	return f.Local.Sync(ctx)
+}
+
+// TestFailedSyncStopsIngest: when the pack's sync fails after the catalog
+// committed the group, the group is refused, and so is every later group
+// (even one whose blobs the store already holds), so the catalog's record of
+// the last commit keeps pointing at the unsynced rows; Close then leaves
+// that record for RecoverTail.
+func TestFailedSyncStopsIngest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cat, err := catalog.Open(ctx, filepath.Join(dir, "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	local, err := store.OpenLocal(filepath.Join(dir, "store"), store.LocalOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	st := &failingSync{Local: local}
+	a := archive.New(cat, st, archive.Options{})
+	if _, err := a.RecoverTail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ok := []byte("Subject: before\r\n\r\nsynced\r\n")
+	if _, err := a.Ingest(ctx, ok, archive.Origin{Source: "api"}); err != nil {
+		t.Fatal(err)
+	}
+	st.fail.Store(true)
+	raw := []byte("Subject: unsynced\r\n\r\nbody\r\n")
+	if _, err := a.Ingest(ctx, raw, archive.Origin{Source: "api"}); !errors.Is(err, archive.ErrUnavailable) {
+		t.Fatalf("ingest whose sync failed: %v, want ErrUnavailable", err)
+	}
+	st.fail.Store(false)
+	for _, retry := range [][]byte{raw, ok, []byte("Subject: new\r\n\r\nafter the failure\r\n")} {
+		if _, err := a.Ingest(ctx, retry, archive.Origin{Source: "smtp"}); !errors.Is(err, archive.ErrUnavailable) {
+			t.Fatalf("ingest after a failed sync: %v, want ErrUnavailable until a restart", err)
+		}
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := cat.LastInserted(ctx)
+	if err != nil || len(ms) != 1 || ms[0].ID != store.ID(raw) || slices.Contains(ms[0].Origins, "smtp") {
+		t.Fatalf("after close, the last commit's rows are %+v (%v); want the unsynced message's row alone, untouched by the retries", ms, err)
 	}
 }

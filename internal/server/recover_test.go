@@ -1,8 +1,10 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -78,5 +80,56 @@ func TestOpenRecoversLostGroup(t *testing.T) {
 	}
 	if _, err := n.Archive.Get(ctx, kept.ID); err != nil {
 		t.Errorf("the acknowledged message: %v", err)
+	}
+}
+
+// TestFailedOpenKeepsLostGroup: a start that fails before RecoverTail ran
+// (here: an unreadable index file) must not clear the catalog's record of
+// the crashed group on its way out, so the next start still removes it.
+func TestFailedOpenKeepsLostGroup(t *testing.T) {
+	testutil.Require(t, index.FTS5Compiled(), "this test binary was built without -tags sqlite_fts5 (use make test)")
+	ctx := context.Background()
+	cfg := testConfig(t.TempDir())
+	n, err := server.Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lostRaw := []byte("Subject: lost\r\n\r\nnever acknowledged\r\n")
+	lost := store.ID(lostRaw)
+	cat, err := catalog.Open(ctx, filepath.Join(cfg.DataDir, "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cat.Commit(ctx, []catalog.NewMessage{{ID: lost, Date: time.Now(), Arrival: time.Now(), Size: int64(len(lostRaw)), Origin: "api"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.Close(); err != nil {
+		t.Fatal(err)
+	}
+	shard := index.SQLiteFiles(cfg.DataDir)[0]
+	saved, err := os.ReadFile(shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(shard, bytes.Repeat([]byte("not a database "), 20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := server.Open(ctx, cfg, nil); err == nil {
+		n.Close(ctx)
+		t.Fatal("open with an unreadable index file succeeded")
+	}
+	if err := os.WriteFile(shard, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err = server.Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer n.Close(ctx)
+	if _, err := n.Archive.Get(ctx, lost); !errors.Is(err, archive.ErrNotFound) {
+		t.Errorf("the lost message is still catalogued: the failed start settled the record of the crashed group (%v)", err)
 	}
 }

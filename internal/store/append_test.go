@@ -79,6 +79,17 @@ func TestAppendThenSync(t *testing.T) {
 	}
 	wantIndexed(active)
 
+	// Delete logs only durable records: it syncs what Append left first.
+	doomed := msg(50, size)
+	if err := s.Append(ctx, []store.Blob{doomed}); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	if err := s.Delete(ctx, []string{doomed.ID}); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	active = (fileSize(t, packFiles(t, dir)[len(packFiles(t, dir))-1]) - 16) / recLen
+	wantIndexed(active)
+
 	// Close syncs records that were appended and never synced.
 	last := msg(99, size)
 	if err := s.Append(ctx, []store.Blob{last}); err != nil {

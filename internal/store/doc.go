@@ -107,7 +107,8 @@
 // Put syncs even when it had nothing new to write (a blob it skipped may
 // have been appended but not yet synced), and Close syncs what is left, so
 // "Put returned" always means durable. Delete appends entries to the
-// deletion log and fsyncs it before returning. A failed write is truncated
+// deletion log and fsyncs it before returning (first syncing records Append
+// left unsynced, so the log names only durable records). A failed write is truncated
 // away; a failed fsync (or failed truncation) makes the store refuse
 // further writes until it is reopened, since the state of the page cache is
 // then unknown (blobs appended before it stay readable until then).

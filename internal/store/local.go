@@ -833,7 +833,11 @@ func (l *Local) Append(ctx context.Context, blobs []Blob) error {
 	}
 	todo := l.absent(keys)
 	if len(todo) == 0 {
-		return nil
+		// Nothing to write, but a store that can no longer write must say
+		// so: the caller is about to rely on these blobs.
+		l.wmu.Lock()
+		defer l.wmu.Unlock()
+		return l.broken
 	}
 	// Encode outside the write lock (so concurrent Puts compress in
 	// parallel), spread over the CPUs for large batches; blobs that Encode
@@ -1121,6 +1125,11 @@ func (l *Local) Delete(ctx context.Context, ids []string) error {
 	l.mu.RUnlock()
 	if len(entries) == 0 {
 		return nil
+	}
+	// The deletion log names only durable records: sync records Append
+	// left unsynced (a no-op when there are none).
+	if err := l.syncActive(); err != nil {
+		return err
 	}
 	if err := l.appendDead(entries); err != nil {
 		return err

@@ -37,6 +37,9 @@ func Open(t testing.TB, opt archive.Options, sopt store.LocalOptions) *Env {
 		t.Fatal(err)
 	}
 	e.Archive = archive.New(e.Catalog, e.Store, opt)
+	if _, err := e.Archive.RecoverTail(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if err := e.Archive.Close(context.Background()); err != nil {
 			t.Error(err)
