@@ -39,24 +39,12 @@ func TestOpenRecoversLostGroup(t *testing.T) {
 	// The state a crash leaves on disk: a committed row, and an index
 	// document built from the page cache, for a blob that never reached
 	// the disk (the node did not close, so the commit is not settled).
-	lostRaw := []byte("Subject: lost\r\n\r\nnever acknowledged\r\n")
-	lost := store.ID(lostRaw)
-	cat, err := catalog.Open(ctx, filepath.Join(cfg.DataDir, "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := cat.Commit(ctx, []catalog.NewMessage{{ID: lost, Date: time.Now(), Arrival: time.Now(), Size: int64(len(lostRaw)), Origin: "api"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cat.Close(); err != nil {
-		t.Fatal(err)
-	}
+	lost, seq := commitLostRow(t, cfg.DataDir)
 	ix, err := index.OpenSQLiteDir(cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ix.Add(ctx, []index.Document{{Seq: res[0].Seq, ID: lost, Date: time.Now(), Subject: "lost"}}, 0); err != nil {
+	if err := ix.Add(ctx, []index.Document{{Seq: seq, ID: lost, Date: time.Now(), Subject: "lost"}}, 0); err != nil {
 		t.Fatal(err)
 	}
 	before, err := ix.Count(ctx)
@@ -97,18 +85,7 @@ func TestFailedOpenKeepsLostGroup(t *testing.T) {
 	if err := n.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lostRaw := []byte("Subject: lost\r\n\r\nnever acknowledged\r\n")
-	lost := store.ID(lostRaw)
-	cat, err := catalog.Open(ctx, filepath.Join(cfg.DataDir, "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cat.Commit(ctx, []catalog.NewMessage{{ID: lost, Date: time.Now(), Arrival: time.Now(), Size: int64(len(lostRaw)), Origin: "api"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cat.Close(); err != nil {
-		t.Fatal(err)
-	}
+	lost, _ := commitLostRow(t, cfg.DataDir)
 	shard := index.SQLiteFiles(cfg.DataDir)[0]
 	saved, err := os.ReadFile(shard)
 	if err != nil {
@@ -132,4 +109,23 @@ func TestFailedOpenKeepsLostGroup(t *testing.T) {
 	if _, err := n.Archive.Get(ctx, lost); !errors.Is(err, archive.ErrNotFound) {
 		t.Errorf("the lost message is still catalogued: the failed start settled the record of the crashed group (%v)", err)
 	}
+}
+
+// commitLostRow leaves in the stopped node's catalog under dataDir what a
+// crash between the two overlapped fsyncs leaves: the last commit's row for
+// a message whose blob never reached the store. It returns the id and seq.
+func commitLostRow(t *testing.T, dataDir string) (string, int64) {
+	t.Helper()
+	ctx := context.Background()
+	raw := []byte("Subject: lost\r\n\r\nnever acknowledged\r\n")
+	cat, err := catalog.Open(ctx, filepath.Join(dataDir, "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	res, err := cat.Commit(ctx, []catalog.NewMessage{{ID: store.ID(raw), Date: time.Now(), Arrival: time.Now(), Size: int64(len(raw)), Origin: "api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.ID(raw), res[0].Seq
 }
