@@ -68,7 +68,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
@@ -84,12 +83,6 @@ type Catalog struct {
 	dialect Dialect
 
 	stmts map[string]*sql.Stmt // Commit's statements (prepareCommit); read-only after open
-
-	// mayHaveTombstones is false only while this node's SQLite catalog is
-	// known to hold no tombstone (checked at open; Purge and WriteRows set it
-	// before they write). IsTombstoned then answers without a query: the
-	// archive asks for every group, on its committer's path.
-	mayHaveTombstones atomic.Bool
 }
 
 // Statements Commit runs for every message, prepared once (prepareCommit).
@@ -174,12 +167,6 @@ func Open(ctx context.Context, path string) (*Catalog, error) {
 		c.Close()
 		return nil, err
 	}
-	var some bool
-	if err := c.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM tombstones)`).Scan(&some); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("catalog: open %s: tombstones: %w", path, err)
-	}
-	c.mayHaveTombstones.Store(some)
 	return c, nil
 }
 
@@ -834,7 +821,7 @@ func (c *Catalog) InitMeta(ctx context.Context, key, value string) (string, erro
 // IsTombstoned reports which of ids were purged.
 func (c *Catalog) IsTombstoned(ctx context.Context, ids []string) (map[string]bool, error) {
 	out := map[string]bool{}
-	if len(ids) == 0 || !c.mayHaveTombstones.Load() {
+	if len(ids) == 0 {
 		return out, nil
 	}
 	args := make([]any, len(ids))

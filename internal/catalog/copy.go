@@ -208,9 +208,6 @@ func plainValue(v any) (any, error) {
 // runs first in the same transaction and after last, so a caller can
 // record its progress atomically with the rows.
 func (c *Catalog) WriteRows(ctx context.Context, t Table, cols []string, rows [][]any, upsert bool, after func(tx *sql.Tx) error) error {
-	if t.Name == "tombstones" {
-		c.mayHaveTombstones.Store(true)
-	}
 	return c.inTx(ctx, func(tx *sql.Tx) error {
 		// Stay well below both engines' bound on bind parameters.
 		per := max(1, min(500, 30000/max(1, len(cols))))

@@ -84,7 +84,6 @@ func OpenPostgres(ctx context.Context, dsn string) (*Catalog, error) {
 		return nil, fmt.Errorf("catalog: postgres: connect: %w", err)
 	}
 	c := &Catalog{w: w, dialect: Postgres}
-	c.mayHaveTombstones.Store(true) // other nodes purge too
 	if err := c.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err

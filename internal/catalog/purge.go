@@ -50,7 +50,6 @@ func (c *Catalog) Purge(ctx context.Context, ids []string, reason string, at tim
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	c.mayHaveTombstones.Store(true)
 	conn, err := c.w.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: purge: %w", err)
