@@ -116,6 +116,7 @@ type loginCall struct {
 	// abandoned: the first caller's own context ended during the check,
 	// so its error says nothing about the others, who check again.
 	abandoned bool
+	waiters   int // callers sharing this check (guarded by Service.mu)
 }
 
 // errLoginAborted is what waiters see if the check they waited for ended
@@ -373,7 +374,7 @@ const (
 // caller logs it; local accounts keep working).
 func (s *Service) Login(ctx context.Context, name, password, client string) (*User, error) {
 	now := s.now()
-	key := sha256.Sum256([]byte(name + "\x00" + password))
+	key := loginKey(name, password)
 	// Directory names are matched without regard to case, so the per-user
 	// throttle is too.
 	throttleKeys := []string{"u:" + strings.ToLower(name), "c:" + client}
@@ -390,6 +391,7 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (*Us
 		return &u, nil
 	}
 	if call, ok := s.inflight[key]; ok && call.name == name {
+		call.waiters++
 		s.mu.Unlock()
 		select {
 		case <-call.done:
@@ -426,6 +428,11 @@ func (s *Service) Login(ctx context.Context, name, password, client string) (*Us
 	}
 	cp := *u
 	return &cp, nil
+}
+
+// loginKey is the cache and in-flight key of a name and password.
+func loginKey(name, password string) [32]byte {
+	return sha256.Sum256([]byte(name + "\x00" + password))
 }
 
 // check verifies name and password (locally or in the directory), counts

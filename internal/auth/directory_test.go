@@ -231,19 +231,20 @@ func TestConcurrentLoginsCheckOnce(t *testing.T) {
 		d.set([]string{"bob"}, "right", auth.DirectoryUser{Name: "bob", Role: auth.RoleUser})
 		s.SetDirectory(d)
 		const n = 16
-		var started, done sync.WaitGroup
+		var done sync.WaitGroup
 		errs := make([]error, n)
 		for i := range n {
-			started.Add(1)
 			done.Add(1)
 			go func() {
 				defer done.Done()
-				started.Done()
 				_, errs[i] = s.Login(ctx, "bob", pw, fmt.Sprint("192.0.2.", i))
 			}()
 		}
-		started.Wait()
-		testutil.Eventually(t, 10*time.Second, "the directory asked", func() bool { return d.calls.Load() > 0 })
+		// Every login must have joined the check before it ends: one that
+		// arrives after a failed check rightly checks again.
+		testutil.Eventually(t, 10*time.Second, "all logins waiting on one check", func() bool {
+			return d.calls.Load() > 0 && s.LoginWaiters("bob", pw) == n-1
+		})
 		close(d.open)
 		done.Wait()
 		if c := d.calls.Load(); c != 1 {
