@@ -201,12 +201,13 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 		// Hash (the id, which is the store's id: sha256 of the bytes) and
 		// compress here, on the caller's goroutine, so concurrent ingests
 		// spread it over the CPUs while the committer only writes and
-		// syncs. During a burst, compress with zstd's fastest level: the
-		// CPU goes to acknowledging, at the price of a few percent of
-		// store. On failure Put encodes (and reports) as usual.
+		// syncs. During a burst, do not compress (store.Deferred): the CPU
+		// goes to acknowledging, and the store compresses those records
+		// once the burst is over (Recompress, run by the node). On failure
+		// Put encodes (and reports) as usual.
 		lvl := store.Smaller
 		if a.Busy() {
-			lvl = store.Faster
+			lvl = store.Deferred
 		}
 		_ = enc.Encode(&req.blob, lvl)
 	}

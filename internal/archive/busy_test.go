@@ -1,8 +1,10 @@
 package archive_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/archive/archivetest"
+	"github.com/mailarc/mailarc/internal/message"
 	"github.com/mailarc/mailarc/internal/store"
 )
 
@@ -66,5 +69,58 @@ func TestBusy(t *testing.T) {
 	ingest(1)
 	if a.Busy() {
 		t.Error("busy after a single message")
+	}
+}
+
+// TestBusyDefersCompression: a message ingested while ingest is busy is
+// stored uncompressed (store.Deferred), for the node to compress once the
+// burst is over; one ingested otherwise is compressed at once. Either way
+// it reads back exactly.
+func TestBusyDefersCompression(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	env := archivetest.Open(t, archive.Options{Now: now}, store.LocalOptions{})
+	a := env.Archive
+	ctx := context.Background()
+	long := func(n int) []byte {
+		return []byte(fmt.Sprintf("Subject: long %d\r\n\r\n%s\r\n", n, strings.Repeat("a compressible line of body text\r\n", 200)))
+	}
+	quiet, err := a.Ingest(ctx, long(0), archive.Origin{Source: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := env.Store.PendingRecompress(); p != 0 {
+		t.Fatalf("a message ingested while quiet left %d bytes to compress later", p)
+	}
+	var wg sync.WaitGroup
+	for i := range 600 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := a.Ingest(ctx, []byte(fmt.Sprintf("Subject: burst %d\r\n\r\nx\r\n", i)), archive.Origin{Source: "api"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if !a.Busy() {
+		t.Fatal("not busy after 600 messages in an instant")
+	}
+	busy, err := a.Ingest(ctx, long(1), archive.Origin{Source: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := env.Store.PendingRecompress(); p == 0 {
+		t.Fatal("a message ingested during a burst was compressed at once; want it deferred")
+	}
+	for i, res := range []archive.Result{quiet, busy} {
+		got, err := a.Raw(ctx, res.ID)
+		if err != nil || !bytes.Equal(got, message.Normalize(long(i))) {
+			t.Errorf("message %d: read back %d bytes, %v", i, len(got), err)
+		}
+	}
+	if done, err := env.Store.Recompress(ctx, a.Busy); done || err != nil {
+		t.Errorf("Recompress while busy = %v, %v; want it to yield", done, err)
 	}
 }

@@ -29,6 +29,7 @@ func (n *Node) startComponents(bg context.Context, wg *sync.WaitGroup) (*compone
 		defer wg.Done()
 		_ = ix.Run(bg)
 	}()
+	n.startRecompress(bg, wg)
 	srch := newSearcher(n.Index, n.Archive)
 	n.searchTexts.Store(srch.texts)
 	c.search = srch

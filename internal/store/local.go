@@ -49,6 +49,25 @@ const DefaultMaxPackSize = 1 << 30
 // and Delete are never blocked for long.
 const compactChunk = 8 << 20
 
+// minRecompress is the smallest blob whose plain record Recompress
+// compresses: below it the saving is not worth a rewrite.
+const minRecompress = 256
+
+// deferRoll: before it appends a plain record (Deferred) to an active pack
+// that already holds more than this many bytes, mostly compressed, the store
+// starts a new pack, so that Recompress afterwards rewrites the burst and
+// not the older records it would otherwise share a pack with. (Local's
+// deferRoll field; tests lower it.)
+const deferRoll = 64 << 20
+
+// wantRecompress reports whether Recompress rewrites p: when plain records
+// make up a tenth or more of its live bytes. A pack written during a burst
+// is nearly all plain; one written otherwise holds a plain record only for
+// a blob that does not compress, and is left alone. Caller holds Local.mu.
+func wantRecompress(p *pack) bool {
+	return p.plainStored > 0 && p.plainStored*10 >= p.liveStored
+}
+
 // loc is where a record lives. 24 bytes; with the 32-byte key a map entry
 // costs roughly 60-70 bytes, so 1M blobs need well under 100 MB.
 type loc struct {
@@ -83,6 +102,53 @@ type pack struct {
 	liveRaw    int64
 	liveStored int64
 	deadStored int64
+	// plainStored is the part of liveStored in records whose payload is not
+	// compressed although the store compresses: written with Deferred, to
+	// be compressed by Recompress (see plain).
+	plainStored int64
+}
+
+// addLive counts lc, a live record of p. Caller holds Local.mu.
+func (l *Local) addLive(p *pack, lc loc) {
+	p.liveCount++
+	p.liveRaw += int64(lc.rawLen)
+	p.liveStored += int64(lc.recLen)
+	if l.plain(lc) {
+		p.plainStored += int64(lc.recLen)
+	}
+}
+
+// killLive counts lc, a record of p, as dead. Caller holds Local.mu.
+func (l *Local) killLive(p *pack, lc loc) {
+	p.liveCount--
+	p.liveRaw -= int64(lc.rawLen)
+	p.liveStored -= int64(lc.recLen)
+	p.deadStored += int64(lc.recLen)
+	if l.plain(lc) {
+		p.plainStored -= int64(lc.recLen)
+	}
+}
+
+// plain reports whether the record at lc holds its blob uncompressed in a
+// store that compresses (see plainLen).
+func (l *Local) plain(lc loc) bool { return l.plainLen(int64(lc.recLen), lc.rawLen) }
+
+// plainLen reports whether a record of recLen bytes for a blob of rawLen
+// bytes holds the blob uncompressed in a store that compresses, told from
+// the lengths alone: its payload is the blob itself (plus the GCM nonce and
+// tag when encrypted). Such records were written with Deferred, or hold a
+// blob that zstd does not shrink (Encode then keeps it as it is; a rewrite
+// by Recompress keeps it compressed regardless, so that it is rewritten
+// once at most). Blobs under minRecompress bytes are not counted.
+func (l *Local) plainLen(recLen int64, rawLen uint32) bool {
+	if l.codec.enc == nil || rawLen < minRecompress {
+		return false
+	}
+	over := int64(recordHeaderSize)
+	if l.codec.aead != nil {
+		over += gcmNonceSize + gcmTagSize
+	}
+	return recLen == over+int64(rawLen)
 }
 
 // badRegion is a stretch of a pack that does not hold a valid record, found
@@ -106,6 +172,8 @@ type Local struct {
 	lock    *os.File
 
 	cmu sync.Mutex // one compaction at a time; Close takes it too
+
+	deferRoll int64 // see the constant deferRoll
 
 	wmu      sync.Mutex // serialises appends to packs and to the deletion log
 	active   *pack      // guarded by wmu; read under mu for stats
@@ -140,12 +208,13 @@ func OpenLocal(dir string, opt LocalOptions) (*Local, error) {
 		opt.ZstdLevel = zstd.SpeedDefault
 	}
 	l := &Local{
-		dir:     dir,
-		packDir: filepath.Join(dir, "packs"),
-		opt:     opt,
-		log:     opt.Logger,
-		m:       make(map[[32]byte]loc),
-		packs:   make(map[uint32]*pack),
+		dir:       dir,
+		packDir:   filepath.Join(dir, "packs"),
+		opt:       opt,
+		deferRoll: deferRoll,
+		log:       opt.Logger,
+		m:         make(map[[32]byte]loc),
+		packs:     make(map[uint32]*pack),
 	}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -183,12 +252,6 @@ func OpenLocal(dir string, opt LocalOptions) (*Local, error) {
 		l.codec.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.ZstdLevel), zstd.WithEncoderCRC(false))
 		if err != nil {
 			return nil, fmt.Errorf("store: zstd: %w", err)
-		}
-		if opt.ZstdLevel > zstd.SpeedFastest {
-			l.codec.fast, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false))
-			if err != nil {
-				return nil, fmt.Errorf("store: zstd: %w", err)
-			}
 		}
 	}
 	l.codec.dec, err = zstd.NewReader(nil,
@@ -415,16 +478,10 @@ func (l *Local) loadPack(id uint32, deadSet map[locKey][32]byte, extraDead *[]de
 				return
 			}
 			*extraDead = append(*extraDead, deadEntry{pack: old.pack, off: old.off, id: e.id})
-			op := l.packs[old.pack]
-			op.liveCount--
-			op.liveRaw -= int64(old.rawLen)
-			op.liveStored -= int64(old.recLen)
-			op.deadStored += int64(old.recLen)
+			l.killLive(l.packs[old.pack], old)
 		}
 		l.m[e.id] = lc
-		p.liveCount++
-		p.liveRaw += int64(lc.rawLen)
-		p.liveStored += int64(lc.recLen)
+		l.addLive(p, lc)
 	}
 
 	// The index file covers a prefix of the pack.
@@ -877,31 +934,43 @@ func (l *Local) Append(ctx context.Context, blobs []Blob) error {
 		}
 		recs = append(recs, pendingRec{id: keys[i], rec: encoded[j], rawLen: uint32(len(blobs[i].Data))})
 	}
+	rollFirst := false
+	if l.active.size > l.deferRoll && !wantRecompress(l.active) {
+		for _, r := range recs {
+			if l.plainLen(int64(len(r.rec)), r.rawLen) {
+				rollFirst = true
+				break
+			}
+		}
+	}
 	l.mu.RUnlock()
+	if rollFirst && l.broken == nil {
+		if err := l.newActive(l.active.id + 1); err != nil {
+			return err
+		}
+	}
 	locs, err := l.appendRecords(recs, false)
 	l.mu.Lock()
 	for i, r := range recs[:len(locs)] {
 		lc := locs[i]
 		l.m[r.id] = lc
-		p := l.packs[lc.pack]
-		p.liveCount++
-		p.liveRaw += int64(lc.rawLen)
-		p.liveStored += int64(lc.recLen)
+		l.addLive(l.packs[lc.pack], lc)
 	}
 	l.mu.Unlock()
 	return err
 }
 
-// Level chooses how hard Encode compresses.
+// Level chooses when Encode compresses.
 type Level int
 
 const (
-	// Smaller is the store's configured zstd level (LocalOptions.ZstdLevel).
+	// Smaller compresses now, with the store's zstd level
+	// (LocalOptions.ZstdLevel).
 	Smaller Level = iota
-	// Faster is zstd's fastest level: on real mail about twice as fast as
-	// the default level, for records about 5% larger. The archive uses it
-	// while ingest is bursting (docs/benchmarks.md, 2026-12-07 (night)).
-	Faster
+	// Deferred writes the blob uncompressed, for Recompress to compress
+	// later. The archive uses it while ingest is bursting, so the CPU goes
+	// to acknowledging mail (docs/benchmarks.md, 2026-12-07 (late)).
+	Deferred
 )
 
 // Encode prepares b for Put: it computes b's id when b.ID is empty (and
@@ -934,10 +1003,10 @@ func (l *Local) Encode(b *Blob, lvl Level) error {
 		return nil
 	}
 	enc := l.codec.enc
-	if lvl == Faster && l.codec.fast != nil {
-		enc = l.codec.fast
+	if lvl == Deferred {
+		enc = nil
 	}
-	rec, err := l.codec.encodeRecordWith(enc, make([]byte, 0, len(b.Data)*65/64+recordHeaderSize+gcmNonceSize+gcmTagSize+64), k, b.Data)
+	rec, err := l.codec.encodeRecordWith(enc, make([]byte, 0, len(b.Data)*65/64+recordHeaderSize+gcmNonceSize+gcmTagSize+64), k, b.Data, false)
 	if err != nil {
 		return fmt.Errorf("store: encode %s: %w", b.ID, err)
 	}
@@ -1138,11 +1207,7 @@ func (l *Local) Delete(ctx context.Context, ids []string) error {
 	for _, e := range entries {
 		lc := l.m[e.id] // unchanged: moves happen only under wmu
 		delete(l.m, e.id)
-		p := l.packs[lc.pack]
-		p.liveCount--
-		p.liveRaw -= int64(lc.rawLen)
-		p.liveStored -= int64(lc.recLen)
-		p.deadStored += int64(lc.recLen)
+		l.killLive(l.packs[lc.pack], lc)
 	}
 	l.mu.Unlock()
 	return nil
@@ -1184,11 +1249,72 @@ func (l *Local) Compact(ctx context.Context) error {
 	l.mu.RUnlock()
 	slices.SortFunc(cands, func(a, b *pack) int { return cmp.Compare(a.id, b.id) })
 	for _, p := range cands {
-		if err := l.compactPack(ctx, p); err != nil {
+		if _, err := l.compactPack(ctx, p, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Recompress compresses, with the store's level, the records written
+// uncompressed with Deferred: it starts a new active pack if the current
+// one holds enough of them, then rewrites every sealed pack that does
+// (wantRecompress) the way Compact does, compressing its plain records on
+// the way, and removes it. Between steps of at most compactChunk bytes it
+// calls yield, and stops (done false, nil error) when yield reports true:
+// the archive passes its Busy, so a burst of mail takes the CPU back. A
+// later call carries on. A store without compression has nothing to do.
+func (l *Local) Recompress(ctx context.Context, yield func() bool) (done bool, err error) {
+	if l.codec.enc == nil {
+		return true, nil
+	}
+	l.cmu.Lock()
+	defer l.cmu.Unlock()
+	if err := l.checkOpen(); err != nil {
+		return false, err
+	}
+	l.wmu.Lock()
+	l.mu.RLock()
+	roll := wantRecompress(l.active)
+	l.mu.RUnlock()
+	if roll {
+		if err = l.broken; err == nil {
+			err = l.newActive(l.active.id + 1)
+		}
+	}
+	l.wmu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	l.mu.RLock()
+	var cands []*pack
+	for _, p := range l.packs {
+		if p != l.active && wantRecompress(p) {
+			cands = append(cands, p)
+		}
+	}
+	l.mu.RUnlock()
+	slices.SortFunc(cands, func(a, b *pack) int { return cmp.Compare(a.id, b.id) })
+	for _, p := range cands {
+		if done, err := l.compactPack(ctx, p, yield); !done || err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// PendingRecompress returns the stored bytes of plain records that
+// Recompress would compress (in packs where wantRecompress holds).
+func (l *Local) PendingRecompress() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var n int64
+	for _, p := range l.packs {
+		if wantRecompress(p) {
+			n += p.plainStored
+		}
+	}
+	return n
 }
 
 type liveRec struct {
@@ -1196,7 +1322,10 @@ type liveRec struct {
 	lc loc
 }
 
-func (l *Local) compactPack(ctx context.Context, p *pack) error {
+// compactPack moves p's live records to the active pack, compressing the
+// plain ones (plain), and removes p. With yield set it stops before a step
+// when yield reports true, and returns done false.
+func (l *Local) compactPack(ctx context.Context, p *pack, yield func() bool) (done bool, err error) {
 	var live []liveRec
 	l.mu.RLock()
 	for k, lc := range l.m {
@@ -1209,10 +1338,13 @@ func (l *Local) compactPack(ctx context.Context, p *pack) error {
 
 	for len(live) > 0 {
 		if err := ctx.Err(); err != nil {
-			return err
+			return false, err
 		}
 		if err := l.checkOpen(); err != nil {
-			return err
+			return false, err
+		}
+		if yield != nil && yield() {
+			return false, nil
 		}
 		n, size := 0, 0
 		for n < len(live) && (n == 0 || size+int(live[n].lc.recLen) <= compactChunk) {
@@ -1222,18 +1354,22 @@ func (l *Local) compactPack(ctx context.Context, p *pack) error {
 		chunk := live[:n]
 		live = live[n:]
 		// p is sealed and only this compaction (holding cmu) removes it, so
-		// reading without a reference is safe. Records are copied verbatim:
-		// the CRC does not depend on the location.
+		// reading without a reference is safe. Records are copied verbatim
+		// (the CRC does not depend on the location), except plain ones,
+		// which are compressed.
 		recs := make([]pendingRec, 0, len(chunk))
 		for _, r := range chunk {
 			b := make([]byte, r.lc.recLen)
 			if _, err := p.f.ReadAt(b, r.lc.off); err != nil {
-				return fmt.Errorf("store: compact: read pack %08d at %d: %w", p.id, r.lc.off, err)
+				return false, fmt.Errorf("store: compact: read pack %08d at %d: %w", p.id, r.lc.off, err)
+			}
+			if l.plain(r.lc) {
+				b = l.compressRecord(p, r, b)
 			}
 			recs = append(recs, pendingRec{id: r.id, rec: b, rawLen: r.lc.rawLen})
 		}
 		if err := l.moveRecords(p, chunk, recs); err != nil {
-			return err
+			return false, err
 		}
 	}
 
@@ -1242,24 +1378,39 @@ func (l *Local) compactPack(ctx context.Context, p *pack) error {
 	l.mu.Lock()
 	if p.liveCount != 0 {
 		l.mu.Unlock()
-		return fmt.Errorf("store: compact: pack %08d still has %d live blobs", p.id, p.liveCount)
+		return false, fmt.Errorf("store: compact: pack %08d still has %d live blobs", p.id, p.liveCount)
 	}
 	delete(l.packs, p.id)
 	l.bad = slices.DeleteFunc(l.bad, func(r badRegion) bool { return r.pack == p.id })
 	l.mu.Unlock()
 	p.refs.Wait()
 	if err := p.f.Close(); err != nil {
-		return fmt.Errorf("store: compact: %w", err)
+		return false, fmt.Errorf("store: compact: %w", err)
 	}
 	for _, name := range []string{packName(p.id), idxName(p.id)} {
 		if err := os.Remove(filepath.Join(l.packDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("store: compact: %w", err)
+			return false, fmt.Errorf("store: compact: %w", err)
 		}
 	}
 	if err := l.syncDir(l.packDir); err != nil {
-		return err
+		return false, err
 	}
-	return l.rewriteDeadLog()
+	return true, l.rewriteDeadLog()
+}
+
+// compressRecord returns the record rec (r, read from p) with its blob
+// compressed, or rec itself when it does not check out (Verify reports it
+// where it lands; compaction never changes a damaged record's bytes).
+func (l *Local) compressRecord(p *pack, r liveRec, rec []byte) []byte {
+	_, data, err := l.codec.decodeRecord(rec)
+	if err == nil {
+		var out []byte
+		if out, err = l.codec.encodeRecordWith(l.codec.enc, make([]byte, 0, len(rec)), r.id, data, true); err == nil {
+			return out
+		}
+	}
+	l.log.Warn("store: record left uncompressed", "pack", packName(p.id), "offset", r.lc.off, "err", err)
+	return rec
 }
 
 // moveRecords appends copies of chunk (records of p) to the active pack,
@@ -1308,14 +1459,8 @@ func (l *Local) moveRecords(p *pack, chunk []liveRec, recs []pendingRec) error {
 	for i, r := range olds {
 		nl := locs[i]
 		l.m[r.id] = nl
-		p.liveCount--
-		p.liveRaw -= int64(r.lc.rawLen)
-		p.liveStored -= int64(r.lc.recLen)
-		p.deadStored += int64(r.lc.recLen)
-		np := l.packs[nl.pack]
-		np.liveCount++
-		np.liveRaw += int64(nl.rawLen)
-		np.liveStored += int64(nl.recLen)
+		l.killLive(p, r.lc)
+		l.addLive(l.packs[nl.pack], nl)
 	}
 	l.mu.Unlock()
 	return err
@@ -1487,9 +1632,6 @@ func (l *Local) closeFiles() error {
 	}
 	if l.codec.enc != nil {
 		errs = append(errs, l.codec.enc.Close())
-	}
-	if l.codec.fast != nil {
-		errs = append(errs, l.codec.fast.Close())
 	}
 	if l.codec.dec != nil {
 		l.codec.dec.Close()

@@ -839,7 +839,7 @@ func TestEncodeAhead(t *testing.T) {
 			if i%2 == 0 {
 				lvl := store.Smaller
 				if i%4 == 2 {
-					lvl = store.Faster
+					lvl = store.Deferred
 				}
 				if err := s.Encode(&b, lvl); err != nil {
 					t.Fatalf("Encode: %v", err)
@@ -850,7 +850,7 @@ func TestEncodeAhead(t *testing.T) {
 		mustPut(t, s, blobs...)
 		// A held blob encodes to nothing new and Put skips it.
 		again := blobs[0]
-		if err := s.Encode(&again, store.Faster); err != nil {
+		if err := s.Encode(&again, store.Deferred); err != nil {
 			t.Fatalf("Encode of a held blob: %v", err)
 		}
 		mustPut(t, s, again)

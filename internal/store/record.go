@@ -122,7 +122,6 @@ func checkCRC(rec []byte, h *recordHeader) error {
 // concurrent use: zstd's EncodeAll/DecodeAll and a GCM AEAD are.
 type codec struct {
 	enc  *zstd.Encoder // nil = never compress
-	fast *zstd.Encoder // zstd.SpeedFastest, for Encode with Faster; nil = use enc
 	dec  *zstd.Decoder
 	aead cipher.AEAD // nil = no encryption
 }
@@ -130,12 +129,13 @@ type codec struct {
 // encodeRecord appends the complete record for data (whose sha256 is id) to
 // dst and returns the extended slice.
 func (c *codec) encodeRecord(dst []byte, id [32]byte, data []byte) ([]byte, error) {
-	return c.encodeRecordWith(c.enc, dst, id, data)
+	return c.encodeRecordWith(c.enc, dst, id, data, false)
 }
 
 // encodeRecordWith is encodeRecord compressing with enc (nil: do not
-// compress).
-func (c *codec) encodeRecordWith(enc *zstd.Encoder, dst []byte, id [32]byte, data []byte) ([]byte, error) {
+// compress). The compressed form is kept only when it is smaller than data,
+// unless force is set.
+func (c *codec) encodeRecordWith(enc *zstd.Encoder, dst []byte, id [32]byte, data []byte, force bool) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, make([]byte, recordHeaderSize)...)
 	h := recordHeader{id: id, rawLen: uint64(len(data))}
@@ -143,7 +143,7 @@ func (c *codec) encodeRecordWith(enc *zstd.Encoder, dst []byte, id [32]byte, dat
 	if enc != nil {
 		// Compress into the record buffer directly; keep it only if it saves space.
 		withZ := enc.EncodeAll(data, dst)
-		if z := withZ[len(dst):]; len(z) < len(data) {
+		if z := withZ[len(dst):]; len(z) < len(data) || force {
 			h.flags |= flagCompressed
 			payload = z
 			dst = withZ
