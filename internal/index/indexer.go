@@ -49,12 +49,16 @@ type IndexerOptions struct {
 	Registerer prometheus.Registerer
 	// PollInterval is how often the feed is checked without a Notify (default 1 s).
 	PollInterval time.Duration
-	// Busy, if set, reports whether ingest is under load. While it is, the
-	// indexer uses one worker, takes batches of a tenth of BatchSize and
-	// pauses after each for busyPause times as long as the batch took, so
-	// ingest keeps most of the CPU: a backlog then only delays freshness,
-	// as the design asks.
+	// Busy, if set, reports whether ingest is under load. When it starts
+	// to, the indexer stands aside entirely for BusyHold; if the burst lasts
+	// longer, it then uses one worker, takes batches of a tenth of
+	// BatchSize and pauses after each for busyPause times as long as the
+	// batch took, so ingest keeps most of the CPU: a backlog then only
+	// delays freshness, as the design asks.
 	Busy func() bool
+	// BusyHold is how long the indexer waits when a burst begins (default
+	// 30 s; negative: not at all).
+	BusyHold time.Duration
 }
 
 // Indexer follows the catalog's change feed and keeps the index current.
@@ -76,6 +80,7 @@ type Indexer struct {
 	skippedN  atomic.Int64
 	batchSecs prometheus.Histogram
 	lastBatch time.Duration // duration of the last step, reading and extracting included (Run's goroutine only)
+	burst     time.Time     // when Busy was first seen true in the current burst (Run's goroutine only)
 	ahead     chan prepared // the next batch being prepared, or nil (Run's or CatchUp's goroutine only)
 }
 
@@ -95,6 +100,9 @@ func NewIndexer(idx Index, feed Feed, opt IndexerOptions) *Indexer {
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
+	}
+	if opt.BusyHold == 0 {
+		opt.BusyHold = 30 * time.Second
 	}
 	if opt.PollInterval <= 0 {
 		opt.PollInterval = time.Second
@@ -204,6 +212,36 @@ const busyPause = 5
 // indexing took 40% of the CPU during an SMTP burst (docs/benchmarks.md).
 func busyBatch(size int) int { return max(1, size/10) }
 
+// busyPoll is how often the indexer asks whether a burst is over while it
+// stands aside (holdForBurst).
+const busyPoll = 100 * time.Millisecond
+
+// holdForBurst waits while ingest is busy, for up to BusyHold from the
+// moment the burst was first seen: a burst of a few seconds or minutes
+// (an import, a queue flushed after an outage) then gets the CPU to
+// itself, and its mail is indexed right after; a longer one is indexed
+// meanwhile at the reduced share (see IndexerOptions.Busy).
+func (x *Indexer) holdForBurst(ctx context.Context) error {
+	if x.opt.Busy == nil || x.opt.BusyHold < 0 {
+		return nil
+	}
+	for x.opt.Busy() {
+		if x.burst.IsZero() {
+			x.burst = time.Now()
+		}
+		if time.Since(x.burst) >= x.opt.BusyHold {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(busyPoll):
+		}
+	}
+	x.burst = time.Time{}
+	return nil
+}
+
 // run indexes until ctx is cancelled (see Run).
 func (x *Indexer) run(ctx context.Context) error {
 	wm, err := x.idx.Watermark(ctx)
@@ -220,6 +258,9 @@ func (x *Indexer) run(ctx context.Context) error {
 	defer x.waitAhead()
 	backoff := time.Second
 	for {
+		if err := x.holdForBurst(ctx); err != nil {
+			return err
+		}
 		n, err := x.step(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -405,10 +405,11 @@ func (f *slowFeed) Raw(ctx context.Context, id string) ([]byte, error) {
 	return f.memFeed.Raw(ctx, id)
 }
 
-// TestIndexerYieldsToBusyIngest: while ingest reports itself busy, the
-// indexer parses with one worker, in batches of a tenth (and pauses between
-// them) but still indexes everything; when ingest is idle it uses its
-// workers and whole batches.
+// TestIndexerYieldsToBusyIngest: while ingest reports itself busy (past
+// the hold at a burst's start, here none), the indexer parses with one
+// worker, in batches of a tenth (and pauses between them) but still
+// indexes everything; when ingest is idle it uses its workers and whole
+// batches.
 func TestIndexerYieldsToBusyIngest(t *testing.T) {
 	testutil.Require(t, index.FTS5Compiled(), "built without -tags sqlite_fts5")
 	for _, busy := range []bool{true, false} {
@@ -425,7 +426,7 @@ func TestIndexerYieldsToBusyIngest(t *testing.T) {
 			}
 			var asked atomic.Int64
 			x := index.NewIndexer(ix, f, index.IndexerOptions{
-				BatchSize: 10, Workers: 4, PollInterval: time.Hour,
+				BatchSize: 10, Workers: 4, PollInterval: time.Hour, BusyHold: -1,
 				Busy: func() bool { asked.Add(1); return busy },
 			})
 			ctx, cancel := context.WithCancel(context.Background())
@@ -451,6 +452,49 @@ func TestIndexerYieldsToBusyIngest(t *testing.T) {
 				t.Errorf("busy ingest: batches of up to %d asked, want a tenth of BatchSize 10", b)
 			case !busy && b != 10:
 				t.Errorf("idle ingest: batches of up to %d asked, want BatchSize 10", b)
+			}
+		})
+	}
+}
+
+// TestIndexerHoldsForBurst: when a burst begins the indexer indexes nothing
+// for BusyHold, then indexes at the reduced share although the burst goes
+// on; and once ingest is quiet it indexes at once.
+func TestIndexerHoldsForBurst(t *testing.T) {
+	testutil.Require(t, index.FTS5Compiled(), "built without -tags sqlite_fts5")
+	for _, hold := range []time.Duration{time.Hour, 300 * time.Millisecond} {
+		t.Run(fmt.Sprint("hold=", hold), func(t *testing.T) {
+			ix, err := index.OpenSQLite(filepath.Join(t.TempDir(), "index.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ix.Close()
+			f := &memFeed{raw: map[string][]byte{}}
+			const n = 20
+			for i := 0; i < n; i++ {
+				f.add(fmt.Sprintf("%064x", i), fmt.Sprintf("Subject: quokka %d\r\n\r\nbody\r\n", i))
+			}
+			var busy atomic.Bool
+			var asked atomic.Int64
+			busy.Store(true)
+			x := index.NewIndexer(ix, f, index.IndexerOptions{
+				BatchSize: 10, PollInterval: 10 * time.Millisecond, BusyHold: hold,
+				Busy: func() bool { asked.Add(1); return busy.Load() },
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = x.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			if hold == time.Hour {
+				testutil.Eventually(t, 30*time.Second, "the indexer asked 5 times whether the burst is over", func() bool { return asked.Load() >= 5 })
+				if w := x.Watermark(); w != 0 {
+					t.Fatalf("indexed up to %d during the hold at a burst's start, want nothing", w)
+				}
+				busy.Store(false)
+			}
+			testutil.Eventually(t, 30*time.Second, "every change to be indexed", func() bool { return x.Watermark() == n })
+			if c := count(t, ix, "quokka"); c != n {
+				t.Errorf("quokka matches %d, want %d", c, n)
 			}
 		})
 	}
