@@ -28,6 +28,7 @@ func runImport(ctx context.Context, args []string) error {
 	paths := fs.Args()
 
 	var ingest func(ctx context.Context, raw []byte) (archive.Result, error)
+	var deferred func() int64 // bytes left uncompressed by a local import, if known
 	cfg, err := f.loadConfig()
 	if err != nil {
 		return err
@@ -43,6 +44,9 @@ func runImport(ctx context.Context, args []string) error {
 		defer n.Close(context.Background())
 		ingest = func(ctx context.Context, raw []byte) (archive.Result, error) {
 			return n.Archive.Ingest(ctx, raw, archive.Origin{Source: "import"})
+		}
+		if st, ok := n.Archive.Store().(interface{ PendingRecompress() int64 }); ok {
+			deferred = st.PendingRecompress
 		}
 	}
 
@@ -134,6 +138,13 @@ func runImport(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "failed: %s\n", fl)
 	}
 	fmt.Printf("imported %d, duplicates %d, failed %d\n", imported, dups, len(failures))
+	if deferred != nil {
+		if b := deferred(); b > 0 {
+			// The archive stores a burst uncompressed (store.Deferred);
+			// only a serving node compresses it afterwards.
+			fmt.Fprintf(os.Stderr, "%.1f MB were stored uncompressed to import faster; `mailarc serve` compresses them once it is idle\n", float64(b)/1e6)
+		}
+	}
 	if stopErr != nil {
 		return fmt.Errorf("import stopped after %d messages: %w", seen, stopErr)
 	}

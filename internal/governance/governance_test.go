@@ -193,11 +193,19 @@ func testLongestMatchWinsAndConfirm(t *testing.T, be catalogtest.Backend) {
 	if r, _ := e.idx.Matches(ctx, nil, []string{short, old}); len(r) != 0 {
 		t.Errorf("still indexed: %v", r)
 	}
-	// A purged message is not stored again.
+	// A purged message is not stored again: not even written to a pack
+	// and deleted after.
 	d := testNow.AddDate(0, 0, -60).Format(time.RFC1123Z)
+	before, err := e.st.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r, err := e.arch.Ingest(ctx, []byte(fmt.Sprintf("From: a@x.example\r\nTo: bob@corp.example\r\nSubject: routine\r\nDate: %s\r\nMessage-ID: <routine.60@x>\r\n\r\nbody of routine\r\n", d)), archive.Origin{Source: "api"})
 	if err != nil || r.ID != short || !r.Purged || e.exists(short) {
 		t.Fatalf("re-ingest of a purged id: %+v %v", r, err)
+	}
+	if after, err := e.st.Stats(ctx); err != nil || after != before {
+		t.Errorf("re-ingest of a purged id changed the store: %+v -> %+v (%v)", before, after, err)
 	}
 	// The purge is on record with its ids, and the chain verifies.
 	es, err := e.aud.Query(ctx, audit.Filter{Action: audit.ActionPurge})

@@ -57,10 +57,14 @@
 // The payload is the blob, zstd-compressed if flag 0 is set (one zstd frame
 // with its content size; records written since 2026-12 omit zstd's own
 // frame checksum, which the record's CRC and SHA-256 make redundant, and
-// readers accept frames with or without it). The compression level is the
-// store's (ZstdLevel, default zstd's default level) or, for blobs the
-// caller encodes with Faster (the archive does during ingest bursts),
-// zstd's fastest level; readers need not know which. If flag 1 is set, that is then sealed with
+// readers accept frames with or without it), at the store's level
+// (ZstdLevel, default zstd's default level). A record whose payload is the
+// blob as it is (flag 0 clear) in a store that compresses is "plain": a blob
+// the caller encoded with Deferred (the archive does during ingest bursts,
+// to spend no CPU on compression then), or one that zstd did not shrink.
+// Plain records are told from the index alone (record length = header +
+// raw length, plus the GCM nonce and tag when encrypted); Recompress
+// rewrites them compressed (see below). If flag 1 is set, that is then sealed with
 // AES-256-GCM: payload = 12-byte random nonce (fresh for every record) ||
 // ciphertext || 16-byte tag, with header bytes 0..55 as additional data, so
 // a payload cannot be moved to another record's header. Readers check the
@@ -152,6 +156,19 @@
 // longer exist in any file under DIR (the file system may still hold the
 // freed blocks until they are reused; use encryption at rest where that
 // matters).
+//
+// Compaction compresses the plain records it copies (and only those; a
+// damaged one is copied as it is). Recompress is the same process for the
+// packs in which plain records make up a tenth or more of the live bytes
+// (a burst's), sealing the active pack first if it is one of them; it
+// keeps a rewritten record compressed even when zstd did not shrink it, so
+// no record is rewritten twice for lack of compression, and it stops
+// between chunks when its caller is busy again. So that a burst lands in a
+// pack of its own, a plain record is never appended to an active pack that
+// holds more than 64 MiB of mostly compressed records: the store starts a
+// new pack first. The store's bytes on disk are larger than usual while a
+// burst's records wait (about twice, for mail), and back to normal once
+// Recompress has run.
 //
 // A crash between the copy and the logging of a chunk leaves two live
 // copies, resolved at open as described above; a crash before the pack is
