@@ -238,21 +238,6 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 		req.meta.ReportID = req.report.ID
 	}
 
-	// A purged message is not stored again. Checked here, on the caller's
-	// goroutine, so the committer (whose speed bounds ingest) does not
-	// wait for the query; a purge that commits after this check is caught
-	// inside the catalog transaction (see commitCatalog).
-	purged, err := a.cat.IsTombstoned(ctx, []string{req.blob.ID})
-	if err != nil {
-		if ctx.Err() != nil {
-			return Result{}, ctx.Err()
-		}
-		return Result{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if purged[req.blob.ID] {
-		return Result{ID: req.blob.ID, Duplicate: true, Purged: true}, nil
-	}
-
 	a.mu.RLock()
 	if a.closing {
 		a.mu.RUnlock()
@@ -383,6 +368,9 @@ func (a *Archive) commitOverlapped(ap appender, batch []*request) {
 		return
 	}
 	g, blobs := a.newGroup(batch)
+	if g == nil {
+		return
+	}
 	if len(blobs) > 0 {
 		if err := ap.Append(ctx, blobs); err != nil {
 			a.failGroup(g.reqs, fmt.Errorf("store: %w", err))
@@ -413,9 +401,13 @@ func (a *Archive) failGroup(reqs []*request, err error) {
 	}
 }
 
-// storeBlobs is the pipeline's step one: write new blobs with one sync.
+// storeBlobs is the pipeline's step one: answer purged ids, write new
+// blobs with one sync.
 func (a *Archive) storeBlobs(batch []*request) *group {
 	g, blobs := a.newGroup(batch)
+	if g == nil {
+		return nil
+	}
 	if len(blobs) > 0 {
 		if err := a.st.Put(context.Background(), blobs); err != nil {
 			a.failGroup(g.reqs, fmt.Errorf("store: %w", err))
@@ -425,14 +417,27 @@ func (a *Archive) storeBlobs(batch []*request) *group {
 	return g
 }
 
-// newGroup returns the group of the batch's requests with the distinct
-// blobs to store (the store skips those it holds). Purged ids were answered
-// by Ingest already.
+// newGroup answers the requests for purged ids and returns the group of the
+// others with the distinct blobs to store (the store skips those it holds);
+// nil when nothing is left to commit.
 func (a *Archive) newGroup(batch []*request) (*group, []store.Blob) {
 	g := &group{start: a.opt.Now(), size: len(batch)}
+	ids := make([]string, 0, len(batch))
+	for _, r := range batch {
+		ids = append(ids, r.blob.ID)
+	}
+	purged, err := a.cat.IsTombstoned(context.Background(), ids)
+	if err != nil {
+		a.failGroup(batch, err)
+		return nil, nil
+	}
 	var blobs []store.Blob
 	seen := map[string]bool{}
 	for _, r := range batch {
+		if purged[r.blob.ID] {
+			r.resp <- response{res: Result{ID: r.blob.ID, Duplicate: true, Purged: true}}
+			continue
+		}
 		// Every blob goes to Put, which skips the ones it already holds
 		// (an in-memory lookup): that also repairs a blob lost with a
 		// crash, whatever the catalog says.
@@ -446,6 +451,9 @@ func (a *Archive) newGroup(batch []*request) (*group, []store.Blob) {
 		}
 		g.metas = append(g.metas, r.meta)
 		g.reqs = append(g.reqs, r)
+	}
+	if len(g.reqs) == 0 {
+		return nil, nil
 	}
 	return g, blobs
 }
