@@ -16,14 +16,21 @@ import (
 	"github.com/mailarc/mailarc/internal/store"
 )
 
+// openWithClock opens an archive whose clock moves only when the test
+// adds to the returned nanoseconds.
+func openWithClock(t *testing.T) (*archivetest.Env, *atomic.Int64) {
+	t.Helper()
+	clock := new(atomic.Int64)
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	return archivetest.Open(t, archive.Options{Now: now}, store.LocalOptions{}), clock
+}
+
 // TestBusy: ingest counts as busy while the commit rate, estimated over
 // about half a second, is above 500 messages a second, and stops counting
 // once the burst has passed.
 func TestBusy(t *testing.T) {
-	var clock atomic.Int64
-	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	env := archivetest.Open(t, archive.Options{Now: now}, store.LocalOptions{})
+	env, clock := openWithClock(t)
 	a := env.Archive
 	n := 0
 	ingest := func(count int) {
@@ -77,10 +84,7 @@ func TestBusy(t *testing.T) {
 // burst is over; one ingested otherwise is compressed at once. Either way
 // it reads back exactly.
 func TestBusyDefersCompression(t *testing.T) {
-	var clock atomic.Int64
-	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	env := archivetest.Open(t, archive.Options{Now: now}, store.LocalOptions{})
+	env, _ := openWithClock(t)
 	a := env.Archive
 	ctx := context.Background()
 	long := func(n int) []byte {

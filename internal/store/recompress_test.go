@@ -70,6 +70,18 @@ func mustVerify(t *testing.T, l *Local) {
 	}
 }
 
+// mustRecompressAll runs Recompress to the end and checks that nothing is
+// left pending.
+func mustRecompressAll(t *testing.T, l *Local) {
+	t.Helper()
+	if done, err := l.Recompress(context.Background(), nil); !done || err != nil {
+		t.Fatalf("Recompress = %v, %v; want done", done, err)
+	}
+	if p := l.PendingRecompress(); p != 0 {
+		t.Errorf("pending after Recompress: %d bytes, want 0", p)
+	}
+}
+
 func packCount(t *testing.T, dir string) int {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(dir, "packs", "*.pack"))
@@ -113,14 +125,8 @@ func TestRecompress(t *testing.T) {
 			}
 			blobs = append(blobs[:7], blobs[8:]...)
 
-			done, err := l.Recompress(ctx, nil)
-			if err != nil || !done {
-				t.Fatalf("Recompress = %v, %v; want done", done, err)
-			}
+			mustRecompressAll(t, l)
 			after, _ := l.Stats(ctx)
-			if p := l.PendingRecompress(); p != 0 {
-				t.Errorf("pending after Recompress: %d bytes, want 0", p)
-			}
 			if after.StoredBytes*4 > after.RawBytes {
 				t.Errorf("after Recompress: %d bytes stored for %d raw: not compressed", after.StoredBytes, after.RawBytes)
 			}
@@ -151,7 +157,6 @@ func TestRecompress(t *testing.T) {
 func TestRecompressAfterReopen(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	ctx := context.Background()
 	l := openRecompressTest(t, dir, nil)
 	blobs := []Blob{{Data: text(1, 50_000)}, {Data: text(2, 50_000)}}
 	appendDeferred(t, l, blobs)
@@ -164,12 +169,7 @@ func TestRecompressAfterReopen(t *testing.T) {
 	if p := l.PendingRecompress(); p != pending || p == 0 {
 		t.Fatalf("pending after reopen: %d bytes, want the %d before", p, pending)
 	}
-	if done, err := l.Recompress(ctx, nil); err != nil || !done {
-		t.Fatalf("Recompress = %v, %v", done, err)
-	}
-	if p := l.PendingRecompress(); p != 0 {
-		t.Errorf("pending after Recompress: %d", p)
-	}
+	mustRecompressAll(t, l)
 	mustRead(t, l, blobs)
 	mustVerify(t, l)
 }
@@ -203,12 +203,7 @@ func TestRecompressYields(t *testing.T) {
 	}
 	mustRead(t, l, blobs)
 	mustVerify(t, l)
-	if done, err := l.Recompress(ctx, nil); !done || err != nil {
-		t.Fatalf("Recompress to the end = %v, %v", done, err)
-	}
-	if p := l.PendingRecompress(); p != 0 {
-		t.Errorf("pending at the end: %d", p)
-	}
+	mustRecompressAll(t, l)
 	mustRead(t, l, blobs)
 	mustVerify(t, l)
 }
@@ -243,9 +238,7 @@ func TestRecompressBurstPack(t *testing.T) {
 	if got := l.m[key(t, burst[0].ID)].pack; got == oldPack {
 		t.Fatalf("the burst went into the large active pack %d; want a new pack", oldPack)
 	}
-	if done, err := l.Recompress(ctx, nil); !done || err != nil {
-		t.Fatalf("Recompress = %v, %v", done, err)
-	}
+	mustRecompressAll(t, l)
 	for _, b := range old {
 		if lc := l.m[key(t, b.ID)]; lc.pack != oldPack {
 			t.Fatalf("an older compressed record moved from pack %d to %d", oldPack, lc.pack)
