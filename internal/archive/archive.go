@@ -581,7 +581,8 @@ const busyRate = 500
 
 // Busy reports whether ingest is bursting: the commit rate, estimated over
 // about the last half second (loadMeter), is above busyRate. The indexer
-// backs off then, and the store compresses at its fast level.
+// stands aside then, and blobs are stored uncompressed (store.Deferred)
+// for the node to compress once ingest is quiet.
 func (a *Archive) Busy() bool {
 	return a.load.perSecond(a.opt.Now()) > busyRate
 }

@@ -81,6 +81,7 @@ type Indexer struct {
 	batchSecs prometheus.Histogram
 	lastBatch time.Duration // duration of the last step, reading and extracting included (Run's goroutine only)
 	burst     time.Time     // when Busy was first seen true in the current burst (Run's goroutine only)
+	calm      time.Time     // when Busy was last seen turning false (Run's goroutine only)
 	ahead     chan prepared // the next batch being prepared, or nil (Run's or CatchUp's goroutine only)
 }
 
@@ -213,11 +214,17 @@ const busyPause = 5
 func busyBatch(size int) int { return max(1, size/10) }
 
 // busyPoll is how often the indexer asks whether a burst is over while it
-// stands aside (holdForBurst).
-const busyPoll = 100 * time.Millisecond
+// stands aside (holdForBurst), and burstGap how long ingest must be quiet
+// for a burst to count as over: an import pausing between two mbox files
+// is still the same burst, and does not start a new hold.
+const (
+	busyPoll = 100 * time.Millisecond
+	burstGap = 5 * time.Second
+)
 
 // holdForBurst waits while ingest is busy, for up to BusyHold from the
-// moment the burst was first seen: a burst of a few seconds or minutes
+// moment the burst was first seen (a burst ends once ingest has been quiet
+// for burstGap): a burst of a few seconds or minutes
 // (an import, a queue flushed after an outage) then gets the CPU to
 // itself, and its mail is indexed right after; a longer one is indexed
 // meanwhile at the reduced share (see IndexerOptions.Busy).
@@ -226,6 +233,7 @@ func (x *Indexer) holdForBurst(ctx context.Context) error {
 		return nil
 	}
 	for x.opt.Busy() {
+		x.calm = time.Time{}
 		if x.burst.IsZero() {
 			x.burst = time.Now()
 		}
@@ -238,7 +246,12 @@ func (x *Indexer) holdForBurst(ctx context.Context) error {
 		case <-time.After(busyPoll):
 		}
 	}
-	x.burst = time.Time{}
+	if x.calm.IsZero() {
+		x.calm = time.Now()
+	}
+	if time.Since(x.calm) >= burstGap {
+		x.burst = time.Time{}
+	}
 	return nil
 }
 

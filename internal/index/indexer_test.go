@@ -483,9 +483,15 @@ func TestIndexerHoldsForBurst(t *testing.T) {
 			})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
+			start := time.Now()
 			go func() { _ = x.Run(ctx); close(done) }()
 			defer func() { cancel(); <-done }()
-			if hold == time.Hour {
+			if hold < time.Hour {
+				testutil.Eventually(t, 30*time.Second, "the first change to be indexed", func() bool { return x.Watermark() > 0 })
+				if waited := time.Since(start); waited < hold {
+					t.Errorf("indexing began %v into a burst, before the %v hold ended", waited, hold)
+				}
+			} else {
 				testutil.Eventually(t, 30*time.Second, "the indexer asked 5 times whether the burst is over", func() bool { return asked.Load() >= 5 })
 				if w := x.Watermark(); w != 0 {
 					t.Fatalf("indexed up to %d during the hold at a burst's start, want nothing", w)

@@ -39,11 +39,16 @@ func (n *Node) startRecompress(ctx context.Context, wg *sync.WaitGroup) {
 
 // recompressLoop calls rc.Recompress every interval once busy has reported
 // false for quiet, while rc has records pending; Recompress stops as soon as
-// busy reports true again and a later round carries on.
+// busy reports true again and a later round carries on. After a round that
+// finished, it waits until more is pending than that round left (records
+// it could not compress stay pending); after an error it waits twice as
+// long each time, up to a minute.
 func (n *Node) recompressLoop(ctx context.Context, rc recompressor, busy func() bool, interval, quiet time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var quietSince time.Time
+	var quietSince, retryAt time.Time
+	var left int64 // pending after the last finished round
+	backoff := time.Second
 	for {
 		select {
 		case <-ctx.Done():
@@ -56,23 +61,31 @@ func (n *Node) recompressLoop(ctx context.Context, rc recompressor, busy func() 
 			if quietSince.IsZero() {
 				quietSince = now
 			}
-			if now.Sub(quietSince) < quiet {
+			if now.Sub(quietSince) < quiet || now.Before(retryAt) {
 				continue
 			}
 			pending := rc.PendingRecompress()
-			if pending == 0 {
+			if pending <= left {
+				left = min(left, pending) // deletions and compaction shrink it
 				continue
 			}
 			before, _ := rc.Stats(ctx)
 			start := time.Now()
 			done, err := rc.Recompress(ctx, busy)
 			if err != nil {
-				if ctx.Err() == nil {
-					n.Log.Error("store: compressing the records of a burst failed; retrying later", "err", err)
+				if ctx.Err() != nil {
+					return
 				}
+				n.Log.Error("store: compressing the records of a burst failed; retrying later", "err", err, "retry_in", backoff)
+				retryAt = time.Now().Add(backoff)
+				backoff = min(2*backoff, time.Minute)
 				continue
 			}
+			backoff = time.Second
 			after, _ := rc.Stats(ctx)
+			if done {
+				left = rc.PendingRecompress()
+			}
 			n.Log.Info("store: compressed records written uncompressed during a burst",
 				"pending_bytes", pending, "stored_bytes_before", before.StoredBytes, "stored_bytes_after", after.StoredBytes,
 				"seconds", time.Since(start).Seconds(), "finished", done)

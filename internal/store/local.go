@@ -701,9 +701,10 @@ func (l *Local) newActive(id uint32) error {
 
 // pendingRec is an encoded record waiting to be appended.
 type pendingRec struct {
-	id     [32]byte
-	rec    []byte
-	rawLen uint32
+	id       [32]byte
+	rec      []byte
+	rawLen   uint32
+	deferred bool // written with Deferred (Append starts a new pack for a burst)
 }
 
 // appendRecords appends records to the active pack (rolling to new packs as
@@ -932,16 +933,11 @@ func (l *Local) Append(ctx context.Context, blobs []Blob) error {
 		if _, ok := l.m[keys[i]]; ok {
 			continue // stored by a concurrent Put meanwhile
 		}
-		recs = append(recs, pendingRec{id: keys[i], rec: encoded[j], rawLen: uint32(len(blobs[i].Data))})
+		recs = append(recs, pendingRec{id: keys[i], rec: encoded[j], rawLen: uint32(len(blobs[i].Data)), deferred: blobs[i].deferred && blobs[i].record != nil})
 	}
 	rollFirst := false
 	if l.active.size > l.deferRoll && !wantRecompress(l.active) {
-		for _, r := range recs {
-			if l.plainLen(int64(len(r.rec)), r.rawLen) {
-				rollFirst = true
-				break
-			}
-		}
+		rollFirst = slices.ContainsFunc(recs, func(r pendingRec) bool { return r.deferred })
 	}
 	l.mu.RUnlock()
 	if rollFirst && l.broken == nil {
@@ -1003,8 +999,9 @@ func (l *Local) Encode(b *Blob, lvl Level) error {
 		return nil
 	}
 	enc := l.codec.enc
-	if lvl == Deferred {
+	if lvl == Deferred && enc != nil {
 		enc = nil
+		b.deferred = true
 	}
 	rec, err := l.codec.encodeRecordWith(enc, make([]byte, 0, len(b.Data)*65/64+recordHeaderSize+gcmNonceSize+gcmTagSize+64), k, b.Data, false)
 	if err != nil {
@@ -1264,6 +1261,9 @@ func (l *Local) Compact(ctx context.Context) error {
 // calls yield, and stops (done false, nil error) when yield reports true:
 // the archive passes its Busy, so a burst of mail takes the CPU back. A
 // later call carries on. A store without compression has nothing to do.
+// A plain record that cannot be compressed (damaged, which Verify reports,
+// or whose compressed form is exactly as long) stays plain and pending, so
+// a caller should call again only once PendingRecompress has grown.
 func (l *Local) Recompress(ctx context.Context, yield func() bool) (done bool, err error) {
 	if l.codec.enc == nil {
 		return true, nil
@@ -1272,6 +1272,9 @@ func (l *Local) Recompress(ctx context.Context, yield func() bool) (done bool, e
 	defer l.cmu.Unlock()
 	if err := l.checkOpen(); err != nil {
 		return false, err
+	}
+	if yield != nil && yield() {
+		return false, nil // do not seal the pack a burst is writing to
 	}
 	l.wmu.Lock()
 	l.mu.RLock()
@@ -1289,7 +1292,9 @@ func (l *Local) Recompress(ctx context.Context, yield func() bool) (done bool, e
 	l.mu.RLock()
 	var cands []*pack
 	for _, p := range l.packs {
-		if p != l.active && wantRecompress(p) {
+		// A pack left with no live record (a crash before the end of an
+		// earlier rewrite) only needs removing.
+		if p != l.active && (wantRecompress(p) || p.liveCount == 0) {
 			cands = append(cands, p)
 		}
 	}

@@ -231,6 +231,18 @@ func TestRecompressBurstPack(t *testing.T) {
 		t.Fatalf("compressed records count as pending: %d bytes", p)
 	}
 	oldPack := l.m[key(t, old[0].ID)].pack
+	// A blob that does not compress, stored normally, is plain too, but is
+	// not a burst: it does not start a new pack.
+	odd := make([]byte, 3000)
+	rand.Read(odd)
+	oddBlob := Blob{ID: ID(odd), Data: odd}
+	if err := l.Put(ctx, []Blob{oddBlob}); err != nil {
+		t.Fatal(err)
+	}
+	if lc := l.m[key(t, oddBlob.ID)]; lc.pack != oldPack || !l.plain(lc) {
+		t.Fatalf("an incompressible blob put normally: %+v (plain %v), want plain in pack %d", lc, l.plain(lc), oldPack)
+	}
+	old = append(old, oddBlob)
 	noise := make([]byte, 8000)
 	rand.Read(noise)
 	burst := []Blob{{Data: text(1, 40_000)}, {Data: text(2, 40_000)}, {Data: noise}}
@@ -266,4 +278,29 @@ func key(t *testing.T, id string) [32]byte {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestCompactCompressesPlain: compaction after a delete compresses the
+// plain records it moves, like Recompress.
+func TestCompactCompressesPlain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := openRecompressTest(t, t.TempDir(), nil)
+	defer l.Close()
+	var blobs []Blob
+	for i := range 10 {
+		blobs = append(blobs, Blob{Data: text(i, 20_000)})
+	}
+	appendDeferred(t, l, blobs)
+	if err := l.Delete(ctx, []string{blobs[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := l.PendingRecompress(); p != 0 {
+		t.Errorf("%d plain bytes left after Compact moved them", p)
+	}
+	mustRead(t, l, blobs[1:])
+	mustVerify(t, l)
 }

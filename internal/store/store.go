@@ -30,6 +30,9 @@ type Blob struct {
 	// verified is set by Local.Encode once it has checked Data against ID;
 	// Put then does not hash Data again.
 	verified bool
+	// deferred is set by Local.Encode with Deferred: record holds Data
+	// uncompressed, to be compressed by Recompress.
+	deferred bool
 }
 
 // Stats describes the content of a store.
