@@ -163,10 +163,13 @@
 // (a burst's), sealing the active pack first if it is one of them; it
 // keeps a rewritten record compressed even when zstd did not shrink it, so
 // no record is rewritten twice for lack of compression, and it stops
-// between chunks when its caller is busy again. So that a burst lands in a
-// pack of its own, a plain record is never appended to an active pack that
-// holds more than 64 MiB of mostly compressed records: the store starts a
-// new pack first. The store's bytes on disk are larger than usual while a
+// between chunks when its caller is busy again (it checks before sealing
+// the active pack, too). It also removes sealed packs left with no live
+// record. A plain record it cannot compress (damaged, or compressed to
+// exactly its own length) stays plain and counts as pending. So that a
+// burst lands in a pack of its own, a record encoded with Deferred is never
+// appended to an active pack that holds more than 64 MiB of mostly
+// compressed records: the store starts a new pack first. The store's bytes on disk are larger than usual while a
 // burst's records wait (about twice, for mail), and back to normal once
 // Recompress has run.
 //
