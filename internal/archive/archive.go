@@ -5,7 +5,8 @@
 // Ingest normalises the bytes (bare LF -> CRLF), unwraps Exchange journal
 // reports, computes the id (SHA-256; a store that can, store.Local.Encode,
 // computes it while compressing the blob on the caller's goroutine, so the
-// bytes are hashed once, at zstd's fastest level while ingest is busy),
+// bytes are hashed once; while ingest is busy it leaves the blob
+// uncompressed for the node to compress later, store.Deferred),
 // parses headers for the catalog, and hands the message to the committer.
 // The committer is one goroutine that gathers concurrent requests into a
 // group and commits it to the store and the catalog, each with one sync,

@@ -53,7 +53,7 @@ const compactChunk = 8 << 20
 // compresses: below it the saving is not worth a rewrite.
 const minRecompress = 256
 
-// deferRoll: before it appends a plain record (Deferred) to an active pack
+// deferRoll: before it appends a record encoded with Deferred to an active pack
 // that already holds more than this many bytes, mostly compressed, the store
 // starts a new pack, so that Recompress afterwards rewrites the burst and
 // not the older records it would otherwise share a pack with. (Local's
@@ -130,25 +130,21 @@ func (l *Local) killLive(p *pack, lc loc) {
 }
 
 // plain reports whether the record at lc holds its blob uncompressed in a
-// store that compresses (see plainLen).
-func (l *Local) plain(lc loc) bool { return l.plainLen(int64(lc.recLen), lc.rawLen) }
-
-// plainLen reports whether a record of recLen bytes for a blob of rawLen
-// bytes holds the blob uncompressed in a store that compresses, told from
-// the lengths alone: its payload is the blob itself (plus the GCM nonce and
-// tag when encrypted). Such records were written with Deferred, or hold a
-// blob that zstd does not shrink (Encode then keeps it as it is; a rewrite
-// by Recompress keeps it compressed regardless, so that it is rewritten
-// once at most). Blobs under minRecompress bytes are not counted.
-func (l *Local) plainLen(recLen int64, rawLen uint32) bool {
-	if l.codec.enc == nil || rawLen < minRecompress {
+// store that compresses, told from the lengths alone: its payload is the
+// blob itself (plus the GCM nonce and tag when encrypted). Such records
+// were written with Deferred, or hold a blob that zstd does not shrink
+// (Encode then keeps it as it is; a rewrite by Recompress keeps it
+// compressed regardless, so that it is rewritten once at most). Blobs under
+// minRecompress bytes are not counted.
+func (l *Local) plain(lc loc) bool {
+	if l.codec.enc == nil || lc.rawLen < minRecompress {
 		return false
 	}
 	over := int64(recordHeaderSize)
 	if l.codec.aead != nil {
 		over += gcmNonceSize + gcmTagSize
 	}
-	return recLen == over+int64(rawLen)
+	return int64(lc.recLen) == over+int64(lc.rawLen)
 }
 
 // badRegion is a stretch of a pack that does not hold a valid record, found
@@ -978,7 +974,8 @@ const (
 // store already holds is left without a record (Put skips it). b.Data
 // must not change between Encode and Put: Put does not hash an encoded
 // blob again. On an error other than a wrong id, b.ID is set and Put
-// encodes and checks as usual. lvl chooses the zstd level (see Level).
+// encodes and checks as usual. lvl chooses whether to compress now or
+// leave it to Recompress (see Level).
 func (l *Local) Encode(b *Blob, lvl Level) error {
 	if len(b.Data) > MaxBlobSize {
 		return fmt.Errorf("store: encode %s: blob is %d bytes, more than the %d limit", b.ID, len(b.Data), MaxBlobSize)
