@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -29,13 +30,27 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("server answered %d %s: %s", e.Status, e.Code, e.Message)
 }
 
-func (c *apiClient) do(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+// requestOpt is an option of apiClient.do.
+type requestOpt int
+
+// idempotent: storing a message is (content-addressed: a second copy is a
+// duplicate), so net/http may resend the POST on a fresh connection when
+// the node closed the idle one it was sent on (as a node shutting down
+// does); without it that POST fails with "server closed idle connection".
+const idempotent requestOpt = 1
+
+func (c *apiClient) do(ctx context.Context, method, path string, body io.Reader, contentType string, opts ...requestOpt) (*http.Response, error) {
 	if c.base == "" {
 		return nil, usageError{"--server URL is required"}
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, err
+	}
+	if slices.Contains(opts, idempotent) {
+		// An empty value: the transport treats the request as replayable
+		// and does not send the header.
+		req.Header["Idempotency-Key"] = nil
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -213,5 +214,75 @@ func TestImportServerStopsAtAuthRefusal(t *testing.T) {
 				t.Errorf("%d requests after a %d, want 1..%d", k, c.status, c.workers)
 			}
 		})
+	}
+}
+
+// TestImportServerResendsOnClosedConnection: when the node closes a
+// kept-alive connection under a POST it has read but not answered (a node
+// shutting down closes its idle connections), the HTTP transport sends the
+// message again on a fresh connection by itself: storing is idempotent, and
+// the request says so. Without that, the import saw "server closed idle
+// connection" and counted the file as failed.
+func TestImportServerResendsOnClosedConnection(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var posts atomic.Int64
+	answer := func(conn net.Conn, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		posts.Add(1)
+		fmt.Fprintf(conn, "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n{\"id\":\"abc\",\"duplicate\":false}")
+	}
+	go func() {
+		// First connection: answer one request, read the next, then close
+		// without answering it.
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		br := bufio.NewReader(conn)
+		if r, err := http.ReadRequest(br); err == nil {
+			answer(conn, r)
+		}
+		if r, err := http.ReadRequest(br); err == nil {
+			_, _ = io.Copy(io.Discard, r.Body)
+			posts.Add(1)
+		}
+		conn.Close()
+		// Every later connection is answered.
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for {
+					r, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					answer(conn, r)
+				}
+			}()
+		}
+	}()
+	rp := retryPolicy{first: 10 * time.Millisecond, max: 50 * time.Millisecond, giveUp: 30 * time.Second,
+		onRetry: func(err error, wait time.Duration) {
+			t.Errorf("the import retried after %v; want the transport to resend on its own", err)
+		}}
+	c := &apiClient{base: "http://" + l.Addr().String(), user: "admin", pass: "pw"}
+	ingest := remoteIngest(c, rp)
+	for i := range 2 {
+		res, err := ingest(context.Background(), []byte(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i)))
+		if err != nil || res.ID != "abc" {
+			t.Fatalf("message %d: %+v, %v", i, res, err)
+		}
+	}
+	if n := posts.Load(); n != 3 {
+		t.Errorf("the node received %d posts, want 3 (the second message twice)", n)
 	}
 }

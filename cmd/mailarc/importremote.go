@@ -104,7 +104,7 @@ func remoteIngest(c *apiClient, rp retryPolicy) func(ctx context.Context, raw []
 	return func(ctx context.Context, raw []byte) (archive.Result, error) {
 		var res archive.Result
 		err := rp.do(ctx, func() error {
-			resp, err := c.do(ctx, http.MethodPost, "/api/v1/messages?origin=import", bytes.NewReader(raw), "message/rfc822")
+			resp, err := c.do(ctx, http.MethodPost, "/api/v1/messages?origin=import", bytes.NewReader(raw), "message/rfc822", idempotent)
 			if err != nil {
 				return err
 			}
