@@ -1215,14 +1215,27 @@ func (l *Local) Delete(ctx context.Context, ids []string) error {
 func (l *Local) Compact(ctx context.Context) error {
 	l.cmu.Lock()
 	defer l.cmu.Unlock()
+	_, err := l.compactWhere(ctx, func(p *pack) bool { return p.deadStored > 0 }, nil)
+	return err
+}
+
+// compactWhere rewrites, with compactPack, every pack for which want holds
+// (sealing the active pack first if want holds for it) and every sealed
+// pack left with no live record (a crash before the end of an earlier
+// rewrite; it only needs removing), oldest first. want is called under
+// Local.mu. With yield set it stops when yield reports true (done false).
+// Caller holds cmu.
+func (l *Local) compactWhere(ctx context.Context, want func(*pack) bool, yield func() bool) (done bool, err error) {
 	if err := l.checkOpen(); err != nil {
-		return err
+		return false, err
+	}
+	if yield != nil && yield() {
+		return false, nil // do not seal the pack a burst is writing to
 	}
 	l.wmu.Lock()
 	l.mu.RLock()
-	roll := l.active.deadStored > 0
+	roll := want(l.active)
 	l.mu.RUnlock()
-	var err error
 	if roll {
 		if err = l.broken; err == nil {
 			err = l.newActive(l.active.id + 1)
@@ -1230,24 +1243,23 @@ func (l *Local) Compact(ctx context.Context) error {
 	}
 	l.wmu.Unlock()
 	if err != nil {
-		return err
+		return false, err
 	}
-
 	l.mu.RLock()
 	var cands []*pack
 	for _, p := range l.packs {
-		if p != l.active && (p.deadStored > 0 || p.liveCount == 0) {
+		if p != l.active && (want(p) || p.liveCount == 0) {
 			cands = append(cands, p)
 		}
 	}
 	l.mu.RUnlock()
 	slices.SortFunc(cands, func(a, b *pack) int { return cmp.Compare(a.id, b.id) })
 	for _, p := range cands {
-		if _, err := l.compactPack(ctx, p, nil); err != nil {
-			return err
+		if done, err := l.compactPack(ctx, p, yield); !done || err != nil {
+			return false, err
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // Recompress compresses, with the store's level, the records written
@@ -1267,42 +1279,7 @@ func (l *Local) Recompress(ctx context.Context, yield func() bool) (done bool, e
 	}
 	l.cmu.Lock()
 	defer l.cmu.Unlock()
-	if err := l.checkOpen(); err != nil {
-		return false, err
-	}
-	if yield != nil && yield() {
-		return false, nil // do not seal the pack a burst is writing to
-	}
-	l.wmu.Lock()
-	l.mu.RLock()
-	roll := wantRecompress(l.active)
-	l.mu.RUnlock()
-	if roll {
-		if err = l.broken; err == nil {
-			err = l.newActive(l.active.id + 1)
-		}
-	}
-	l.wmu.Unlock()
-	if err != nil {
-		return false, err
-	}
-	l.mu.RLock()
-	var cands []*pack
-	for _, p := range l.packs {
-		// A pack left with no live record (a crash before the end of an
-		// earlier rewrite) only needs removing.
-		if p != l.active && (wantRecompress(p) || p.liveCount == 0) {
-			cands = append(cands, p)
-		}
-	}
-	l.mu.RUnlock()
-	slices.SortFunc(cands, func(a, b *pack) int { return cmp.Compare(a.id, b.id) })
-	for _, p := range cands {
-		if done, err := l.compactPack(ctx, p, yield); !done || err != nil {
-			return false, err
-		}
-	}
-	return true, nil
+	return l.compactWhere(ctx, wantRecompress, yield)
 }
 
 // PendingRecompress returns the stored bytes of plain records that
