@@ -94,7 +94,6 @@ const (
 		(id, mseq, date, date_source, arrival, size, from_addr, to_addrs, cc_addrs, bcc_addrs, subject, message_id, attachments, seq)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`
 	lookupSQL    = `SELECT seq FROM messages WHERE id=?`
-	tombstoneSQL = `SELECT 1 FROM tombstones WHERE id=?`
 	addOriginSQL = `INSERT INTO origins(seq, origin, first_seen) VALUES (?,?,?) ON CONFLICT DO NOTHING`
 	addFromSQL   = `INSERT INTO envelope(seq, kind, addr) VALUES (?,'from',?) ON CONFLICT DO NOTHING`
 	addRcptSQL   = `INSERT INTO envelope(seq, kind, addr) VALUES (?,'rcpt',?) ON CONFLICT DO NOTHING`
@@ -113,7 +112,7 @@ func (c *Catalog) prepareCommit(ctx context.Context) error {
 		ins = insertPostgres
 	}
 	c.stmts = map[string]*sql.Stmt{}
-	for _, q := range []string{ins, lookupSQL, tombstoneSQL, addOriginSQL, addFromSQL, addRcptSQL, addReportSQL, bumpMseqSQL, readMetaSQL, writeMetaSQL} {
+	for _, q := range []string{ins, lookupSQL, addOriginSQL, addFromSQL, addRcptSQL, addReportSQL, bumpMseqSQL, readMetaSQL, writeMetaSQL} {
 		st, err := c.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("catalog: prepare: %w", err)
@@ -272,33 +271,28 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 	if err != nil {
 		return nil, err
 	}
-	look, err := c.stmt(ctx, tx, lookupSQL)
-	if err != nil {
-		return nil, err
-	}
-	tomb, err := c.stmt(ctx, tx, tombstoneSQL)
+	// One query for the whole batch: which ids exist, which are
+	// tombstoned. Checked inside the transaction: a purge that committed
+	// after the archive's own tombstone check must still win.
+	known, purged, err := c.lookupBatch(ctx, tx, items)
 	if err != nil {
 		return nil, err
 	}
 	firstMseq, firstNewSeq := mseq, int64(0)
 	for i, m := range items {
-		// Checked inside the transaction: a purge that committed after the
-		// archive's own tombstone check must still win.
-		var one int
-		switch err := tomb.QueryRowContext(ctx, m.ID).Scan(&one); {
-		case err == nil:
+		if purged[m.ID] {
 			res[i].Purged = true
 			continue
-		case !errors.Is(err, sql.ErrNoRows):
-			return nil, fmt.Errorf("catalog: tombstone check %s: %w", m.ID, err)
 		}
 		mseq++
-		var seq int64
+		seq, ok := known[m.ID]
 		n := int64(0)
-		// Look up first: a conflicting INSERT would still consume an
-		// AUTOINCREMENT number and leave a gap in the feed head.
-		switch err := look.QueryRowContext(ctx, m.ID).Scan(&seq); {
-		case errors.Is(err, sql.ErrNoRows):
+		if ok {
+			res[i].Duplicate = true
+		} else {
+			// Inserted only when the lookup found no row: a conflicting
+			// INSERT would still consume an AUTOINCREMENT number and
+			// leave a gap in the feed head.
 			args := []any{m.ID, mseq, m.Date.Unix(), m.DateSource, m.Arrival.UnixNano(), m.Size,
 				m.From, jsonList(m.To), jsonList(m.Cc), jsonList(m.Bcc), m.Subject, m.MessageID, jsonAtt(m.Attachments)}
 			if c.dialect == Postgres {
@@ -311,25 +305,27 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 			if n, err = r.RowsAffected(); err != nil {
 				return nil, fmt.Errorf("catalog: insert %s: %w", m.ID, err)
 			}
-			if n == 0 {
+			switch {
+			case n == 0:
 				// Unreachable while the writer and the feed lock serialise
 				// commits; the unique id still guards against a second row.
+				look, err := c.stmt(ctx, tx, lookupSQL)
+				if err != nil {
+					return nil, err
+				}
 				if err := look.QueryRowContext(ctx, m.ID).Scan(&seq); err != nil {
 					return nil, fmt.Errorf("catalog: lookup %s: %w", m.ID, err)
 				}
 				res[i].Duplicate = true
-				break
-			}
-			if c.dialect == Postgres {
+			case c.dialect == Postgres:
 				feedSeq++
 				seq = feedSeq
-			} else if seq, err = r.LastInsertId(); err != nil {
-				return nil, fmt.Errorf("catalog: insert %s: %w", m.ID, err)
+			default:
+				if seq, err = r.LastInsertId(); err != nil {
+					return nil, fmt.Errorf("catalog: insert %s: %w", m.ID, err)
+				}
 			}
-		case err != nil:
-			return nil, fmt.Errorf("catalog: lookup %s: %w", m.ID, err)
-		default:
-			res[i].Duplicate = true
+			known[m.ID] = seq // a later item with the same id is a duplicate
 		}
 		res[i].Seq = seq
 		if n == 1 && firstNewSeq == 0 {
@@ -403,6 +399,52 @@ func (c *Catalog) Commit(ctx context.Context, items []NewMessage) ([]CommitResul
 	}
 	return res, nil
 }
+
+// lookupBatch returns, for the ids of items, the seq of those that have a
+// row and the set of those that are tombstoned, with one query per
+// lookupChunk ids (a query per message was a third of Commit's cost per
+// message: database/sql starts a goroutine for every query in a
+// transaction).
+func (c *Catalog) lookupBatch(ctx context.Context, tx *sql.Tx, items []NewMessage) (known map[string]int64, purged map[string]bool, err error) {
+	known = make(map[string]int64, len(items))
+	purged = map[string]bool{}
+	for len(items) > 0 {
+		chunk := items[:min(len(items), lookupChunk)]
+		items = items[len(chunk):]
+		args := make([]any, 0, 2*len(chunk))
+		for _, m := range chunk {
+			args = append(args, m.ID)
+		}
+		args = append(args, args...)
+		ph := placeholders(len(chunk))
+		rows, err := tx.QueryContext(ctx, `SELECT id, seq FROM messages WHERE id IN (`+ph+`)
+			UNION ALL SELECT id, -1 FROM tombstones WHERE id IN (`+ph+`)`, args...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("catalog: look up batch: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			var seq int64
+			if err := rows.Scan(&id, &seq); err != nil {
+				rows.Close()
+				return nil, nil, fmt.Errorf("catalog: look up batch: %w", err)
+			}
+			if seq < 0 {
+				purged[id] = true
+			} else {
+				known[id] = seq
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return nil, nil, fmt.Errorf("catalog: look up batch: %w", err)
+		}
+	}
+	return known, purged, nil
+}
+
+// lookupChunk is the most ids lookupBatch puts in one query (two
+// placeholders each; SQLite allows 32,766).
+const lookupChunk = 500
 
 func (c *Catalog) counter(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
 	st, err := c.stmt(ctx, tx, readMetaSQL)

@@ -607,4 +607,47 @@ func testLargeBatch(t *testing.T, c *catalog.Catalog) {
 	if err != nil || len(feed) != 2500 || feed[2499].Origins[0] != "import" || len(feed[2499].RcptTo) != 1 {
 		t.Fatalf("feed: %d %v", len(feed), err)
 	}
+
+	// A second large batch mixing, across Commit's lookup chunks: known ids,
+	// purged ids, new ids, and new ids repeated later in the same batch.
+	if _, err := c.Purge(ctx, []string{ID(10), ID(2990)}, "retention", testNow); err != nil {
+		t.Fatal(err)
+	}
+	batch = nil
+	for i := range 1200 {
+		switch {
+		case i%3 == 0:
+			batch = append(batch, Msg(ID(i), "again")) // known (10 and 2990 aside: purged)
+		default:
+			batch = append(batch, Msg(ID(10_000+i), "new"))
+		}
+	}
+	batch = append(batch, Msg(ID(10), "again"), Msg(ID(2990), "again"), Msg(ID(10_001), "repeat"), Msg(ID(11_199), "repeat"))
+	res := commit(t, c, batch...)
+	newSeq := map[string]int64{}
+	for i, r := range res {
+		id := batch[i].ID
+		switch {
+		case id == ID(10) || id == ID(2990):
+			if !r.Purged {
+				t.Fatalf("item %d (purged id) not reported purged: %+v", i, r)
+			}
+		case batch[i].Origin == "again":
+			if !r.Duplicate || r.Purged || r.Seq != int64(i+1) {
+				t.Fatalf("item %d (known id, seq %d) = %+v", i, i+1, r)
+			}
+		case batch[i].Origin == "new":
+			if r.Duplicate || r.Purged || r.Seq <= 3000 {
+				t.Fatalf("item %d (new id) = %+v", i, r)
+			}
+			newSeq[id] = r.Seq
+		default: // "repeat": a new id of this batch, seen again
+			if !r.Duplicate || r.Seq != newSeq[id] {
+				t.Fatalf("item %d (repeated new id, seq %d) = %+v", i, newSeq[id], r)
+			}
+		}
+	}
+	if m, err := c.Get(ctx, ID(11_199)); err != nil || !slices.Equal(m.Origins, []string{"new", "repeat"}) {
+		t.Fatalf("repeated id in one batch: %+v %v", m, err)
+	}
 }
