@@ -35,3 +35,28 @@ func BenchmarkCommitGroup(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIsTombstoned is the archive's check before a group's blobs are
+// written: a batch of 8 ids, none tombstoned, against a catalog holding a
+// few tombstones.
+func BenchmarkIsTombstoned(b *testing.B) {
+	ctx := context.Background()
+	c, err := Open(ctx, filepath.Join(b.TempDir(), "c.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Purge(ctx, []string{fmt.Sprintf("%064x", 1), fmt.Sprintf("%064x", 2)}, "test", time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	ids := make([]string, 8)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%064x", 100+i)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if got, err := c.IsTombstoned(ctx, ids); err != nil || len(got) != 0 {
+			b.Fatal(got, err)
+		}
+	}
+}
