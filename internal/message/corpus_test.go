@@ -163,7 +163,15 @@ func TestCorpus(t *testing.T) {
 }
 
 // BenchmarkParseCorpus parses the real/ messages and reports msgs/s.
-func BenchmarkParseCorpus(b *testing.B) {
+func BenchmarkParseCorpus(b *testing.B) { benchParseCorpus(b, Options{}) }
+
+// BenchmarkParseCorpusIngest parses them as the archive does at ingest:
+// metadata only, no text and no header list.
+func BenchmarkParseCorpusIngest(b *testing.B) {
+	benchParseCorpus(b, Options{SkipText: true, SkipHeaderList: true})
+}
+
+func benchParseCorpus(b *testing.B, opt Options) {
 	files := corpusFiles(b, corpusDir(b, "real"))
 	msgs := make([][]byte, 0, len(files))
 	var total int64
@@ -180,7 +188,7 @@ func BenchmarkParseCorpus(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		Parse(msgs[i%len(msgs)], Options{})
+		Parse(msgs[i%len(msgs)], opt)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
