@@ -2,6 +2,7 @@ package message
 
 import (
 	"io/fs"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -218,4 +219,39 @@ func withoutHeaders(p *Parsed) *Parsed {
 		}
 	}
 	return &c
+}
+
+// TestCorpusDatesFastPath: for the Date header of every real/ message, the
+// preferred-form fast path gives what net/mail.ParseDate gives, and it is
+// taken for most of them (else it buys nothing).
+func TestCorpusDatesFastPath(t *testing.T) {
+	files := corpusFiles(t, corpusDir(t, "real"))
+	dates, fast := 0, 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range Parse(Normalize(raw), Options{SkipText: true}).Header {
+			if !strings.EqualFold(h.Key, "Date") {
+				continue
+			}
+			v := strings.TrimSpace(unfold([]byte(h.Value)))
+			dates++
+			if _, err := time.Parse(preferredDate, v); err == nil {
+				fast++
+			}
+			got, gerr := parseRFC5322Date(v)
+			want, werr := mail.ParseDate(v)
+			gn, go_ := got.Zone()
+			wn, wo := want.Zone()
+			if (gerr == nil) != (werr == nil) || !got.Equal(want) || gn != wn || go_ != wo {
+				t.Errorf("%s: Date %q: %v %v, net/mail %v %v", f, v, got, gerr, want, werr)
+			}
+		}
+	}
+	t.Logf("%d Date headers, %d in the preferred form", dates, fast)
+	if dates > 0 && fast*2 < dates {
+		t.Errorf("only %d of %d dates take the fast path", fast, dates)
+	}
 }

@@ -22,7 +22,7 @@ func parseDate(v string) (time.Time, bool) {
 	if v == "" {
 		return time.Time{}, false
 	}
-	if t, err := mail.ParseDate(v); err == nil && plausible(t) {
+	if t, err := parseRFC5322Date(v); err == nil && plausible(t) {
 		// time.Parse gives a zone abbreviation it does not know ("EST"
 		// outside America, "CEST") a zero offset, and a known one the
 		// machine's offset; use the fixed table so results are the same
@@ -40,6 +40,24 @@ func parseDate(v string) (time.Time, bool) {
 		}
 	}
 	return parseDateTokens(v)
+}
+
+// preferredDate is RFC 5322's preferred date form, the one nearly all mail
+// uses.
+const preferredDate = "Mon, 2 Jan 2006 15:04:05 -0700"
+
+// parseRFC5322Date is mail.ParseDate with a fast path: it tries the
+// preferred form first. mail.ParseDate tries its 24 layouts without a day of
+// week before that one, and every failed time.Parse allocates an error (a
+// quarter of a message's allocations at ingest). The result is the same:
+// none of those 24 layouts can match a value that starts with a day name,
+// and a value the preferred form matches whole (no comment after the zone,
+// no CR) is the string mail.ParseDate would hand to time.Parse.
+func parseRFC5322Date(v string) (time.Time, error) {
+	if t, err := time.Parse(preferredDate, v); err == nil {
+		return t, nil
+	}
+	return mail.ParseDate(v)
 }
 
 // plausible reports whether t can be used as a message date (and encoded as

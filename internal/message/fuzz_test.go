@@ -2,6 +2,7 @@ package message
 
 import (
 	"bytes"
+	"net/mail"
 	"os"
 	"testing"
 	"time"
@@ -127,6 +128,38 @@ func FuzzNormalize(f *testing.F) {
 		}
 		if len(n)-len(raw) != bytes.Count(raw, []byte("\n"))-bytes.Count(raw, []byte("\r\n")) {
 			t.Fatalf("length %d -> %d", len(raw), len(n))
+		}
+	})
+}
+
+// FuzzParseRFC5322Date: the fast path agrees with net/mail.ParseDate on
+// every value (same time, same zone, same error or not).
+func FuzzParseRFC5322Date(f *testing.F) {
+	for _, s := range []string{
+		"Tue, 5 Mar 2002 10:00:00 -0800",
+		"Tue, 05 Mar 2002 10:00:00 +0100",
+		"tue, 5 Mar 2002 10:00:00 -0800",
+		"Tue,  5 Mar 2002 10:00:00 -0800",
+		"Tue, 5 Mar 2002 10:00:00 -0800 (PST)",
+		"Tue, 5 Mar 02 10:00 PST",
+		"5 Mar 2002 10:00:00 -0800",
+		"Foo, 5 Mar 2002 10:00:00 -0800",
+		"Tue, 31 Feb 2002 10:00:00 -0800",
+		"Tue, 5 Mar 2002 10:00:00 -0800\r",
+		"Tue, 5 Mar 2002 25:00:00 -0800",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got, gerr := parseRFC5322Date(v)
+		want, werr := mail.ParseDate(v)
+		if (gerr == nil) != (werr == nil) {
+			t.Fatalf("%q: error %v, net/mail %v", v, gerr, werr)
+		}
+		gn, go_ := got.Zone()
+		wn, wo := want.Zone()
+		if !got.Equal(want) || gn != wn || go_ != wo {
+			t.Fatalf("%q: %v, net/mail %v", v, got, want)
 		}
 	})
 }
