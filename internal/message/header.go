@@ -66,7 +66,85 @@ func headerKey(line []byte) (key string, colon int, ok bool) {
 			return "", 0, false
 		}
 	}
-	return string(k), colon, true
+	return internKey(k), colon, true
+}
+
+// internKey returns k as a string, without allocating for the field names
+// most messages carry (the switch compares the bytes in place).
+func internKey(k []byte) string {
+	switch string(k) {
+	case "From":
+		return "From"
+	case "To":
+		return "To"
+	case "Cc":
+		return "Cc"
+	case "Subject":
+		return "Subject"
+	case "Date":
+		return "Date"
+	case "Message-ID":
+		return "Message-ID"
+	case "Message-Id":
+		return "Message-Id"
+	case "In-Reply-To":
+		return "In-Reply-To"
+	case "References":
+		return "References"
+	case "Received":
+		return "Received"
+	case "Return-Path":
+		return "Return-Path"
+	case "Reply-To":
+		return "Reply-To"
+	case "Sender":
+		return "Sender"
+	case "MIME-Version":
+		return "MIME-Version"
+	case "Mime-Version":
+		return "Mime-Version"
+	case "Content-Type":
+		return "Content-Type"
+	case "Content-Transfer-Encoding":
+		return "Content-Transfer-Encoding"
+	case "Content-Disposition":
+		return "Content-Disposition"
+	case "X-Mailer":
+		return "X-Mailer"
+	}
+	return string(k)
+}
+
+// lowerKey is strings.ToLower for a field name, without allocating for the
+// names fillHeader looks for as they are usually written.
+func lowerKey(k string) string {
+	switch k {
+	case "From":
+		return "from"
+	case "To":
+		return "to"
+	case "Cc", "CC":
+		return "cc"
+	case "Bcc", "BCC":
+		return "bcc"
+	case "Subject":
+		return "subject"
+	case "Date":
+		return "date"
+	case "Message-ID", "Message-Id":
+		return "message-id"
+	case "In-Reply-To":
+		return "in-reply-to"
+	case "References":
+		return "references"
+	case "Received":
+		return "received"
+	case "Reply-To":
+		return "reply-to"
+	case "Sender":
+		return "sender"
+	}
+	return strings.ToLower(k)
 }
 
 // splitHeader splits an entity into its header fields and body (top: the

@@ -693,3 +693,21 @@ func TestHeaderOddities(t *testing.T) {
 		t.Errorf("problems %q", p.Problems)
 	}
 }
+
+// TestLowerKeyAndInternKey: the allocation-free forms give what the plain
+// conversions give, for the names they know and for others.
+func TestLowerKeyAndInternKey(t *testing.T) {
+	for _, k := range []string{"From", "To", "Cc", "CC", "Bcc", "BCC", "Subject", "Date", "Message-ID", "Message-Id",
+		"In-Reply-To", "References", "Received", "Reply-To", "Sender", "Return-Path", "MIME-Version", "Mime-Version",
+		"Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "X-Mailer", "from", "FROM", "X-Other", "ÄÖ", ""} {
+		if got := lowerKey(k); got != strings.ToLower(k) {
+			t.Errorf("lowerKey(%q) = %q", k, got)
+		}
+		if got := internKey([]byte(k)); got != k {
+			t.Errorf("internKey(%q) = %q", k, got)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = lowerKey("Message-ID"); _ = internKey([]byte("Received")) }); n != 0 {
+		t.Errorf("%v allocations for known names, want 0", n)
+	}
+}

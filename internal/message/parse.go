@@ -273,7 +273,7 @@ func (p *parser) fillHeader(st *msgState, fields []rawField) {
 	var dateVal string
 	for _, f := range fields {
 		var dst *[]Address
-		switch strings.ToLower(f.key) {
+		switch lowerKey(f.key) {
 		case "from":
 			dst = &m.From
 		case "sender":
