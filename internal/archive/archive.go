@@ -83,6 +83,7 @@ type Archive struct {
 	lastCommit atomic.Int64             // unix nanos of the last successful group commit
 	load       loadMeter                // commit rate (see Busy)
 	ingested   atomic.Int64             // messages newly stored since New (see Ingested)
+	inflight   atomic.Int64             // Ingest calls in progress (see Busy)
 	recovered  atomic.Bool              // RecoverTail has run (see Close)
 	unsettled  atomic.Bool              // a group's rows committed but its blobs' sync failed (see Close)
 
@@ -175,6 +176,8 @@ func (a *Archive) Ingest(ctx context.Context, raw []byte, o Origin) (Result, err
 	if err := a.space.check(); err != nil {
 		return Result{}, err
 	}
+	a.inflight.Add(1)
+	defer a.inflight.Add(-1)
 	arrival := o.Arrival
 	if arrival.IsZero() {
 		arrival = a.opt.Now()
@@ -580,12 +583,19 @@ func (a *Archive) OnCommit(f func()) {
 // backlog that is caught up with afterwards.
 const busyRate = 500
 
-// Busy reports whether ingest is bursting: the commit rate, estimated over
+// busyInflight is the number of Ingest calls in progress at which ingest
+// counts as busy at once, before the commit rate shows it: with a rate
+// alone, the first few hundred messages of a burst (the quarter second the
+// estimate takes to pass busyRate) were compressed and raced the indexer.
+const busyInflight = 8
+
+// Busy reports whether ingest is bursting: busyInflight or more messages
+// are being ingested at this moment, or the commit rate, estimated over
 // about the last half second (loadMeter), is above busyRate. The indexer
 // stands aside then, and blobs are stored uncompressed (store.Deferred)
 // for the node to compress once ingest is quiet.
 func (a *Archive) Busy() bool {
-	return a.load.perSecond(a.opt.Now()) > busyRate
+	return a.inflight.Load() >= busyInflight || a.load.perSecond(a.opt.Now()) > busyRate
 }
 
 // Ingested returns how many messages were newly stored (duplicates

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/archive/archivetest"
+	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/message"
 	"github.com/mailarc/mailarc/internal/store"
 )
@@ -126,5 +128,69 @@ func TestBusyDefersCompression(t *testing.T) {
 	}
 	if done, err := env.Store.Recompress(ctx, a.Busy); done || err != nil {
 		t.Errorf("Recompress while busy = %v, %v; want it to yield", done, err)
+	}
+}
+
+// gatedAppend is a local store whose Append waits until gate is closed, so
+// that the requests queued behind it stay in flight.
+type gatedAppend struct {
+	*store.Local
+	gate chan struct{}
+}
+
+func (g *gatedAppend) Append(ctx context.Context, blobs []store.Blob) error {
+	<-g.gate
+	return g.Local.Append(ctx, blobs)
+}
+
+// TestBusyAtOnceWithManyInFlight: ingest counts as busy as soon as eight
+// messages are being ingested at once, before any of them is committed (the
+// clock does not move, so the commit rate says nothing yet; what Busy then
+// changes is tested above). Once they are answered and ingest is down to
+// one message at a time, it is not busy.
+func TestBusyAtOnceWithManyInFlight(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cat, err := catalog.Open(ctx, filepath.Join(dir, "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	local, err := store.OpenLocal(filepath.Join(dir, "store"), store.LocalOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	st := &gatedAppend{Local: local, gate: make(chan struct{})}
+	frozen := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := archive.New(cat, st, archive.Options{Now: func() time.Time { return frozen }})
+	defer a.Close(ctx)
+	body := strings.Repeat("a compressible line of body text\r\n", 200)
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := a.Ingest(ctx, []byte(fmt.Sprintf("Subject: held %d\r\n\r\n%s", i, body)), archive.Origin{Source: "api"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); !a.Busy(); {
+		if time.Now().After(deadline) {
+			t.Fatal("12 messages in flight and not busy")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(st.gate)
+	wg.Wait()
+	if a.Busy() {
+		t.Fatal("still busy once every message was answered (no commit rate: the clock is frozen)")
+	}
+	if _, err := a.Ingest(ctx, []byte("Subject: alone\r\n\r\n"+body), archive.Origin{Source: "api"}); err != nil {
+		t.Fatal(err)
+	}
+	if a.Busy() {
+		t.Error("busy with one message at a time")
 	}
 }
