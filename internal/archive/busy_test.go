@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/mailarc/mailarc/internal/archive"
 	"github.com/mailarc/mailarc/internal/archive/archivetest"
-	"github.com/mailarc/mailarc/internal/catalog"
 	"github.com/mailarc/mailarc/internal/message"
 	"github.com/mailarc/mailarc/internal/store"
 )
@@ -150,21 +148,11 @@ func (g *gatedAppend) Append(ctx context.Context, blobs []store.Blob) error {
 // one message at a time, it is not busy.
 func TestBusyAtOnceWithManyInFlight(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	cat, err := catalog.Open(ctx, filepath.Join(dir, "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
-	local, err := store.OpenLocal(filepath.Join(dir, "store"), store.LocalOptions{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer local.Close()
-	st := &gatedAppend{Local: local, gate: make(chan struct{})}
+	gate := make(chan struct{})
 	frozen := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	a := archive.New(cat, st, archive.Options{Now: func() time.Time { return frozen }})
-	defer a.Close(ctx)
+	env := archivetest.OpenWrapped(t, archive.Options{Now: func() time.Time { return frozen }}, store.LocalOptions{NoSync: true},
+		func(l *store.Local) store.Store { return &gatedAppend{Local: l, gate: gate} })
+	a := env.Archive
 	body := strings.Repeat("a compressible line of body text\r\n", 200)
 	var wg sync.WaitGroup
 	for i := range 12 {
@@ -182,7 +170,7 @@ func TestBusyAtOnceWithManyInFlight(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	close(st.gate)
+	close(gate)
 	wg.Wait()
 	if a.Busy() {
 		t.Fatal("still busy once every message was answered (no commit rate: the clock is frozen)")

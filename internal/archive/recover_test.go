@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -136,22 +135,10 @@ func (f *failingSync) Sync(ctx context.Context) error {
 // that record for RecoverTail.
 func TestFailedSyncStopsIngest(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	cat, err := catalog.Open(ctx, filepath.Join(dir, "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
-	local, err := store.OpenLocal(filepath.Join(dir, "store"), store.LocalOptions{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer local.Close()
-	st := &failingSync{Local: local}
-	a := archive.New(cat, st, archive.Options{})
-	if _, err := a.RecoverTail(ctx); err != nil {
-		t.Fatal(err)
-	}
+	var st *failingSync
+	env := archivetest.OpenWrapped(t, archive.Options{}, store.LocalOptions{NoSync: true},
+		func(l *store.Local) store.Store { st = &failingSync{Local: l}; return st })
+	a, cat := env.Archive, env.Catalog
 	ok := []byte("Subject: before\r\n\r\nsynced\r\n")
 	if _, err := a.Ingest(ctx, ok, archive.Origin{Source: "api"}); err != nil {
 		t.Fatal(err)

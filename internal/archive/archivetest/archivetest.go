@@ -27,6 +27,14 @@ type Env struct {
 // Open opens a fresh archive in a new temporary directory.
 func Open(t testing.TB, opt archive.Options, sopt store.LocalOptions) *Env {
 	t.Helper()
+	return OpenWrapped(t, opt, sopt, nil)
+}
+
+// OpenWrapped is Open with the archive over wrap(the local store) instead of
+// the store itself, for tests that put a fault or a gate in front of it
+// (nil: the store itself). Env.Store is the local store underneath.
+func OpenWrapped(t testing.TB, opt archive.Options, sopt store.LocalOptions, wrap func(*store.Local) store.Store) *Env {
+	t.Helper()
 	e := &Env{Dir: t.TempDir()}
 	var err error
 	if e.Catalog, err = catalog.Open(context.Background(), filepath.Join(e.Dir, "catalog.db")); err != nil {
@@ -36,7 +44,11 @@ func Open(t testing.TB, opt archive.Options, sopt store.LocalOptions) *Env {
 		e.Catalog.Close()
 		t.Fatal(err)
 	}
-	e.Archive = archive.New(e.Catalog, e.Store, opt)
+	var st store.Store = e.Store
+	if wrap != nil {
+		st = wrap(e.Store)
+	}
+	e.Archive = archive.New(e.Catalog, st, opt)
 	if _, err := e.Archive.RecoverTail(context.Background()); err != nil {
 		t.Fatal(err)
 	}
