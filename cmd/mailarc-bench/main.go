@@ -31,7 +31,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -129,12 +128,12 @@ func benchIngest(bin, corpus string, clients int) error {
 	if err := waitReady("http://" + addr + "/readyz"); err != nil {
 		return fmt.Errorf("%v\n%s", err, slog.String())
 	}
-	serveCPU0, clientCPU0 := processCPU(srv.Process.Pid), selfCPU()
+	serveCPU0, clientCPU0 := processCPU(srv.Process.Pid), processCPU(os.Getpid())
 	lat, el, err := postAll(addr, "bench-password", msgs, clients)
 	if err != nil {
 		return err
 	}
-	serveCPU, clientCPU := processCPU(srv.Process.Pid)-serveCPU0, selfCPU()-clientCPU0
+	serveCPU, clientCPU := processCPU(srv.Process.Pid)-serveCPU0, processCPU(os.Getpid())-clientCPU0
 	fmt.Printf("| HTTP API, %d clients (`mailarc serve`, indexer running) | %d | %.2f | %.0f | %.1f |\n", clients, len(msgs), el, float64(len(msgs))/el, float64(total)/1e6/el)
 	fmt.Printf("\nAPI acknowledgement latency: p50 %.1f ms, p99 %.1f ms\n", ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]))
 	// CPU per message is steadier than throughput on a shared machine: it
@@ -143,15 +142,6 @@ func benchIngest(bin, corpus string, clients int) error {
 	fmt.Printf("CPU per message: import %.3f ms; serve %.3f ms while posting (the %d clients: %.3f ms)\n",
 		perMsg(importCPU.Seconds()), perMsg(serveCPU), clients, perMsg(clientCPU))
 	return nil
-}
-
-// selfCPU is the user+system CPU seconds this process has used.
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // postAll posts every message to addr's API with clients concurrent
