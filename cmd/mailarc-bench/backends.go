@@ -190,7 +190,7 @@ func runBackend(bin, dir, extra string, msgs [][]byte, clients, iters int) (back
 		return res, fmt.Errorf("%v\n%s", err, log.String())
 	}
 	start := time.Now()
-	lat, el, err := postAll(addr, backendsPassword, msgs, clients)
+	lat, el, err := postAll(addr, backendsPassword, msgs, clients, clientNetHTTP)
 	if err != nil {
 		return res, fmt.Errorf("%w\n%s", err, log.String())
 	}

@@ -87,7 +87,7 @@ func benchFloor(bin, corpus string, clients int, args []string) error {
 						st, err := runSMTPSource(*source, smtpAddr, *messages, *size, *sessions)
 						return st.messages, st.seconds, err
 					}
-					_, el, err := postAll(httpAddr, password, msgs, clients)
+					_, el, err := postAll(httpAddr, password, msgs, clients, clientNetHTTP)
 					return len(msgs), el, err
 				})
 				if err != nil {
