@@ -28,12 +28,20 @@ const maxAddresses = 10000
 
 // parseAddressList parses an address header value (unfolded, valid UTF-8,
 // not yet RFC 2047-decoded). It tries net/mail first (as go-message's
-// mail.Header.AddressList does) and falls back to a tolerant splitter; ok is
-// false when the fallback was needed.
+// mail.Header.AddressList does), through fastAddressList for the common
+// shapes, and falls back to a tolerant splitter; ok is false when the
+// fallback was needed.
 func parseAddressList(v string) (list []Address, ok bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return nil, true
+	}
+	if l, ok := fastAddressList(v); ok {
+		list = l[:min(len(l), maxAddresses)]
+		for i, a := range list {
+			list[i] = Address{Name: cleanText(a.Name), Addr: cleanText(strings.TrimSpace(a.Addr))}
+		}
+		return list, true
 	}
 	p := mail.AddressParser{WordDecoder: wordDecoder()}
 	if l, err := p.ParseList(v); err == nil {

@@ -163,3 +163,37 @@ func FuzzParseRFC5322Date(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastAddressList: whenever the fast path takes a value, net/mail
+// parses it too, to the same names and addresses in the same order.
+func FuzzFastAddressList(f *testing.F) {
+	for _, s := range fastAddressCases {
+		f.Add(s.in)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		checkFastAddressList(t, v)
+	})
+}
+
+// checkFastAddressList fails t when fastAddressList takes v and disagrees
+// with net/mail, and reports whether it took v.
+func checkFastAddressList(t *testing.T, v string) bool {
+	t.Helper()
+	got, ok := fastAddressList(v)
+	if !ok {
+		return false
+	}
+	want, err := (&mail.AddressParser{WordDecoder: wordDecoder()}).ParseList(v)
+	if err != nil {
+		t.Fatalf("%q: fast path took it, net/mail refuses it: %v", v, err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%q: %d addresses, net/mail %d", v, len(got), len(want))
+	}
+	for i := range got {
+		if got[i].Name != want[i].Name || got[i].Addr != want[i].Address {
+			t.Fatalf("%q: address %d is %q <%s>, net/mail %q <%s>", v, i, got[i].Name, got[i].Addr, want[i].Name, want[i].Address)
+		}
+	}
+	return true
+}
