@@ -43,10 +43,60 @@ func decodeBody(body []byte, cte int, out bool) (data []byte, size int64, bad bo
 // decodeBase64 decodes base64: well-formed input with the standard library
 // decoder, anything else with decodeBase64Lenient.
 func decodeBase64(src []byte, out bool) (data []byte, size int64, bad bool) {
+	if !out {
+		if size, ok := base64Size(src); ok {
+			return nil, size, false
+		}
+	}
 	if data, size, ok := decodeBase64Strict(src, out); ok {
 		return data, size, false
 	}
 	return decodeBase64Lenient(src, out)
+}
+
+// b64Body marks the bytes base64Size takes before the padding: 0 for the
+// alphabet, CR and LF, 1 for any other (a lookup table, never written after
+// initialisation).
+var b64Body = func() (t [256]uint8) {
+	for c := range 256 {
+		if !isB64Char(byte(c)) && c != '\r' && c != '\n' {
+			t[c] = 1
+		}
+	}
+	return t
+}()
+
+// base64Size returns the decoded size of well-formed base64 without
+// decoding it: alphabet characters and line ends, then at most the padding
+// the last quantum needs (line ends may fall anywhere). That is the input
+// the standard decoder takes whole, and its size is the formula below, which
+// decodeBase64Lenient's agrees with; ok is false for anything else, which
+// is then decoded to find its size (FuzzBase64Size compares the two).
+func base64Size(src []byte) (size int64, ok bool) {
+	// The tail: line ends and padding after the last alphabet character.
+	end, pad := len(src), 0
+	for ; end > 0; end-- {
+		c := src[end-1]
+		if c == '=' {
+			pad++
+		} else if c != '\r' && c != '\n' {
+			break
+		}
+	}
+	body := src[:end]
+	var other uint8
+	for _, c := range body {
+		other |= b64Body[c]
+	}
+	if other != 0 {
+		return 0, false
+	}
+	n := len(body) - bytes.Count(body, []byte{'\n'}) - bytes.Count(body, []byte{'\r'})
+	switch r := n % 4; {
+	case r == 0 && pad == 0, r == 2 && pad == 2, r == 3 && pad == 1:
+		return int64(n/4*3 + max(r-1, 0)), true
+	}
+	return 0, false
 }
 
 // base64Chunk is the input chunk size of decodeBase64Strict.

@@ -2,8 +2,10 @@ package message
 
 import (
 	"bytes"
+	"encoding/base64"
 	"net/mail"
 	"os"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -196,4 +198,35 @@ func checkFastAddressList(t *testing.T, v string) bool {
 		}
 	}
 	return true
+}
+
+// FuzzBase64Size: where base64Size sizes without decoding, the standard
+// decoder takes the input whole, and decoding it (out=true) and the sizing
+// decoder it replaces give the same size, none of them flagging it bad.
+func FuzzBase64Size(f *testing.F) {
+	for _, s := range []string{"", "QQ==", "QUI=", "QUJD", "QUJD\r\nRA==\r\n", "QQ=\r\n=", "QQ=", "QUJD=", "QQ==QQ==",
+		"QU JD", "Q\nU\nJ\nD", "QUJD\r\n\r\n", "====", "QUJD-_", strings.Repeat("QUJD", 30000) + "\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		size, ok := base64Size(src)
+		if !ok {
+			return
+		}
+		std, err := base64.StdEncoding.DecodeString(string(src))
+		if err != nil || int64(len(std)) != size {
+			t.Fatalf("%q: size %d, the standard decoder %d bytes, %v", src, size, len(std), err)
+		}
+		data, n, bad := decodeBase64(src, true)
+		if bad || n != size || !bytes.Equal(data, std) {
+			t.Fatalf("%q: size %d, decoding gives %d bytes (bad %v)", src, size, n, bad)
+		}
+		_, n, ok = decodeBase64Strict(src, false)
+		if !ok {
+			_, n, bad = decodeBase64Lenient(src, false)
+		}
+		if bad || n != size {
+			t.Fatalf("%q: size %d, the sizing decoder %d (bad %v)", src, size, n, bad)
+		}
+	})
 }
