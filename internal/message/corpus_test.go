@@ -172,6 +172,27 @@ func BenchmarkParseCorpusIngest(b *testing.B) {
 	benchParseCorpus(b, Options{SkipText: true, SkipHeaderList: true})
 }
 
+// BenchmarkUnwrapJournalCorpus is ingest's journal check on the real
+// corpus, none of whose messages is a journal report.
+func BenchmarkUnwrapJournalCorpus(b *testing.B) {
+	files := corpusFiles(b, corpusDir(b, "real"))
+	msgs := make([][]byte, 0, len(files))
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatalf("read %s: %v", f, err)
+		}
+		msgs = append(msgs, Normalize(raw))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, ok := UnwrapJournal(msgs[i%len(msgs)]); ok {
+			b.Fatal("a corpus message taken for a journal report")
+		}
+	}
+}
+
 func benchParseCorpus(b *testing.B, opt Options) {
 	files := corpusFiles(b, corpusDir(b, "real"))
 	msgs := make([][]byte, 0, len(files))

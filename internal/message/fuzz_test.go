@@ -134,6 +134,32 @@ func FuzzNormalize(f *testing.F) {
 	})
 }
 
+// FuzzMayBeJournal: when mayBeJournal says a message cannot be a journal
+// report, splitting its header finds no field that marks one.
+func FuzzMayBeJournal(f *testing.F) {
+	fuzzSeeds(f)
+	for _, s := range []string{
+		"X-MS-Journal-Report:\r\n\r\nx",
+		"x-ms-JOURNAL-report: \r\nSubject: a\r\n\r\n",
+		"Subject: a\r\n\r\nX-MS-Journal-Report:\r\n",
+		"From x\nContent-Identifier: ExJournalReport\n\n",
+		"Content-Identifier:\r\n ExJournalReport\r\n\r\n",
+		"X-Mſ-Journal-Report: k\r\n\r\n",
+		"\r\nX-MS-Journal-Report:\r\n\r\n",
+		"Subject: a\r\nstray\r\nX-MS-Journal-Report:\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if mayBeJournal(raw) {
+			return
+		}
+		if fields, _, _ := splitHeader(raw, true); isJournalHeader(fields) {
+			t.Fatalf("%q: a journal report header, but mayBeJournal says no", raw)
+		}
+	})
+}
+
 // FuzzParseRFC5322Date: the fast path agrees with net/mail.ParseDate on
 // every value (same time, same zone, same error or not).
 func FuzzParseRFC5322Date(f *testing.F) {

@@ -131,3 +131,24 @@ func TestUnwrapJournalNegative(t *testing.T) {
 		t.Error("IsJournalReport disagrees with UnwrapJournal")
 	}
 }
+
+func TestMayBeJournal(t *testing.T) {
+	for _, c := range []struct {
+		raw  string
+		want bool
+	}{
+		{"X-MS-Journal-Report:\r\n\r\nbody", true},
+		{"Subject: a\r\nx-ms-journal-REPORT: \r\n\r\n", true},
+		{"Content-Identifier: ExJournalReport\n\n", true},
+		{"X-Mſ-Journal-Report:\r\n\r\n", true}, // long s folds to s
+		{"Subject: a\r\nContent-Identifier \t: ExJournalReport\r\n\r\n", true},
+		{"Subject: a\r\nFrom: b\r\n\r\nX-MS-Journal-Report: in the body\r\n", false},
+		{"Subject: Journal report\r\n\r\n", false},
+		{"Subject: a\r\n\r\n", false},
+		{"", false},
+	} {
+		if got := mayBeJournal([]byte(c.raw)); got != c.want {
+			t.Errorf("mayBeJournal(%q) = %v, want %v", c.raw, got, c.want)
+		}
+	}
+}
