@@ -18,6 +18,15 @@ const indexLeadLock int64 = 0x6d61696c6c656164
 // often the leader checks that its lock connection is alive.
 const leadPoll = 2 * time.Second
 
+// leadPingTimeout bounds the leader's check of its lock connection. A
+// check that times out ends the lead (pgx closes a connection whose query
+// is cancelled, and the session's lock goes with it), so it is longer than
+// a busy database or a CPU-starved node may take to answer. (With leadPoll
+// as the bound, both nodes of an e2e run on a heavily loaded machine logged
+// taking the lead.) A dead session answers at once with an error, however
+// long this is.
+const leadPingTimeout = 10 * time.Second
+
 // LeadIndexing implements index.Shared with a session advisory lock held
 // on a dedicated connection: PostgreSQL releases it when that connection
 // ends, so a crashed leader's lead passes to another node by itself.
@@ -45,7 +54,7 @@ func (x *Index) LeadIndexing(ctx context.Context) (release func(), lost <-chan s
 					case <-stop:
 						return
 					case <-t.C:
-						pctx, cancel := context.WithTimeout(context.Background(), leadPoll)
+						pctx, cancel := context.WithTimeout(context.Background(), leadPingTimeout)
 						err := conn.Ping(pctx)
 						cancel()
 						if err != nil {
