@@ -11,22 +11,25 @@ import (
 // stay). It returns raw itself when nothing changes, so the result may share
 // memory with raw.
 func Normalize(raw []byte) []byte {
-	bare := 0
-	for i := bytes.IndexByte(raw, '\n'); i >= 0; {
-		if i == 0 || raw[i-1] != '\r' {
-			bare++
-		}
-		j := bytes.IndexByte(raw[i+1:], '\n')
+	// Up to the first bare LF nothing changes; most messages either have
+	// none (CRLF throughout) or are all bare LFs (files on disk).
+	i := 0
+	for {
+		j := bytes.IndexByte(raw[i:], '\n')
 		if j < 0 {
+			return raw
+		}
+		i += j
+		if i == 0 || raw[i-1] != '\r' {
 			break
 		}
-		i += j + 1
+		i++
 	}
-	if bare == 0 {
-		return raw
-	}
-	out := make([]byte, 0, len(raw)+bare)
-	start := 0
+	// One pass: room for a CR every 32 bytes covers most text, and append
+	// grows the rest.
+	out := make([]byte, 0, len(raw)+len(raw)/32+16)
+	out = append(out, raw[:i]...)
+	start := i
 	for start < len(raw) {
 		j := bytes.IndexByte(raw[start:], '\n')
 		if j < 0 {
