@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -175,16 +176,7 @@ func BenchmarkParseCorpusIngest(b *testing.B) {
 // BenchmarkUnwrapJournalCorpus is ingest's journal check on the real
 // corpus, none of whose messages is a journal report.
 func BenchmarkUnwrapJournalCorpus(b *testing.B) {
-	files := corpusFiles(b, corpusDir(b, "real"))
-	msgs := make([][]byte, 0, len(files))
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			b.Fatalf("read %s: %v", f, err)
-		}
-		msgs = append(msgs, Normalize(raw))
-	}
-	b.ReportAllocs()
+	msgs := corpusMessages(b, true)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, _, ok := UnwrapJournal(msgs[i%len(msgs)]); ok {
@@ -193,7 +185,10 @@ func BenchmarkUnwrapJournalCorpus(b *testing.B) {
 	}
 }
 
-func benchParseCorpus(b *testing.B, opt Options) {
+// corpusMessages reads the real/ messages (normalised if normalize) for a
+// benchmark, and sets its bytes per operation to their mean size.
+func corpusMessages(b *testing.B, normalize bool) [][]byte {
+	b.Helper()
 	files := corpusFiles(b, corpusDir(b, "real"))
 	msgs := make([][]byte, 0, len(files))
 	var total int64
@@ -202,12 +197,19 @@ func benchParseCorpus(b *testing.B, opt Options) {
 		if err != nil {
 			b.Fatalf("read %s: %v", f, err)
 		}
-		raw = Normalize(raw)
+		if normalize {
+			raw = Normalize(raw)
+		}
 		msgs = append(msgs, raw)
 		total += int64(len(raw))
 	}
 	b.SetBytes(total / int64(len(msgs)))
 	b.ReportAllocs()
+	return msgs
+}
+
+func benchParseCorpus(b *testing.B, opt Options) {
+	msgs := corpusMessages(b, true)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		Parse(msgs[i%len(msgs)], opt)
@@ -246,29 +248,19 @@ func withoutHeaders(p *Parsed) *Parsed {
 // preferred-form fast path gives what net/mail.ParseDate gives, and it is
 // taken for most of them (else it buys nothing).
 func TestCorpusDatesFastPath(t *testing.T) {
-	files := corpusFiles(t, corpusDir(t, "real"))
 	dates, fast := 0, 0
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	for _, fv := range corpusFieldValues(t, "date") {
+		v := fv.value
+		dates++
+		if _, err := time.Parse(preferredDate, v); err == nil {
+			fast++
 		}
-		for _, h := range Parse(Normalize(raw), Options{SkipText: true}).Header {
-			if !strings.EqualFold(h.Key, "Date") {
-				continue
-			}
-			v := strings.TrimSpace(unfold([]byte(h.Value)))
-			dates++
-			if _, err := time.Parse(preferredDate, v); err == nil {
-				fast++
-			}
-			got, gerr := parseRFC5322Date(v)
-			want, werr := mail.ParseDate(v)
-			gn, go_ := got.Zone()
-			wn, wo := want.Zone()
-			if (gerr == nil) != (werr == nil) || !got.Equal(want) || gn != wn || go_ != wo {
-				t.Errorf("%s: Date %q: %v %v, net/mail %v %v", f, v, got, gerr, want, werr)
-			}
+		got, gerr := parseRFC5322Date(v)
+		want, werr := mail.ParseDate(v)
+		gn, go_ := got.Zone()
+		wn, wo := want.Zone()
+		if (gerr == nil) != (werr == nil) || !got.Equal(want) || gn != wn || go_ != wo {
+			t.Errorf("%s: Date %q: %v %v, net/mail %v %v", fv.file, v, got, gerr, want, werr)
 		}
 	}
 	t.Logf("%d Date headers, %d in the preferred form", dates, fast)
@@ -277,28 +269,38 @@ func TestCorpusDatesFastPath(t *testing.T) {
 	}
 }
 
-// TestCorpusAddressesFastPath: for every address field of every real/
-// message, the fast path agrees with net/mail where it applies, and it
-// applies to most of them (else it buys nothing).
-func TestCorpusAddressesFastPath(t *testing.T) {
-	files := corpusFiles(t, corpusDir(t, "real"))
-	fields, fast := 0, 0
-	for _, f := range files {
+// fieldValue is one header field's value (unfolded, trimmed) and the
+// corpus file it came from.
+type fieldValue struct{ file, value string }
+
+// corpusFieldValues returns the values of the real/ messages' header
+// fields named one of keys (lowercase), in file order.
+func corpusFieldValues(t *testing.T, keys ...string) []fieldValue {
+	t.Helper()
+	var out []fieldValue
+	for _, f := range corpusFiles(t, corpusDir(t, "real")) {
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, h := range Parse(Normalize(raw), Options{SkipText: true}).Header {
-			switch strings.ToLower(h.Key) {
-			case "from", "sender", "to", "cc", "bcc", "reply-to":
-			default:
-				continue
+			if slices.Contains(keys, strings.ToLower(h.Key)) {
+				out = append(out, fieldValue{f, strings.TrimSpace(unfold([]byte(h.Value)))})
 			}
-			v := strings.TrimSpace(unfold([]byte(h.Value)))
-			fields++
-			if checkFastAddressList(t, v) {
-				fast++
-			}
+		}
+	}
+	return out
+}
+
+// TestCorpusAddressesFastPath: for every address field of every real/
+// message, the fast path agrees with net/mail where it applies, and it
+// applies to most of them (else it buys nothing).
+func TestCorpusAddressesFastPath(t *testing.T) {
+	fields, fast := 0, 0
+	for _, fv := range corpusFieldValues(t, "from", "sender", "to", "cc", "bcc", "reply-to") {
+		fields++
+		if checkFastAddressList(t, fv.value) {
+			fast++
 		}
 	}
 	t.Logf("%d address fields, %d take the fast path", fields, fast)

@@ -2,7 +2,6 @@ package message
 
 import (
 	"encoding/base64"
-	"os"
 	"strings"
 	"testing"
 )
@@ -44,19 +43,7 @@ func BenchmarkBase64Sizing(b *testing.B) {
 // BenchmarkNormalizeCorpus normalises the real corpus's messages as read
 // from disk (bare LFs), as ingest does first.
 func BenchmarkNormalizeCorpus(b *testing.B) {
-	files := corpusFiles(b, corpusDir(b, "real"))
-	msgs := make([][]byte, 0, len(files))
-	var total int64
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			b.Fatalf("read %s: %v", f, err)
-		}
-		msgs = append(msgs, raw)
-		total += int64(len(raw))
-	}
-	b.SetBytes(total / int64(len(msgs)))
-	b.ReportAllocs()
+	msgs := corpusMessages(b, false)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		Normalize(msgs[i%len(msgs)])
