@@ -153,3 +153,32 @@ func TestNewPosterKinds(t *testing.T) {
 		t.Error("unknown client kind accepted")
 	}
 }
+
+// TestPostAllReportsFailures: refused posts and broken connections (errors
+// of different types, from several clients at once) are counted and the
+// first is reported; nothing is dropped silently.
+func TestPostAllReportsFailures(t *testing.T) {
+	s := newLeanTestServer(t, func(w http.ResponseWriter, n int) {
+		switch n % 3 {
+		case 0:
+			w.WriteHeader(http.StatusInternalServerError)
+		case 1:
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		default:
+			created(w, n)
+		}
+	})
+	msgs := make([][]byte, 30)
+	for i := range msgs {
+		msgs[i] = []byte("Subject: m\r\n\r\nbody")
+	}
+	for _, kind := range []string{clientLean, clientNetHTTP} {
+		_, _, err := postAll(s.Listener.Addr().String(), "pw", msgs, 4, kind)
+		if err == nil || !strings.Contains(err.Error(), "API ingests failed, the first:") {
+			t.Errorf("%s: err %v, want the failures counted", kind, err)
+		}
+	}
+}

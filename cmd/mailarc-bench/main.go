@@ -188,7 +188,10 @@ func postAll(addr, password string, msgs [][]byte, clients int, kind string) ([]
 		defer p.close()
 	}
 	var next, failed atomic.Int64
-	var firstErr atomic.Value
+	// The first failure, reported with the count (errors of several
+	// concrete types arrive, which atomic.Value cannot hold in turn).
+	var firstErr error
+	var recordErr sync.Once
 	lat := make([]time.Duration, len(msgs))
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -208,7 +211,7 @@ func postAll(addr, password string, msgs [][]byte, clients int, kind string) ([]
 				}
 				if err != nil {
 					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
+					recordErr.Do(func() { firstErr = err })
 					continue
 				}
 				lat[i] = time.Since(t0)
@@ -218,7 +221,7 @@ func postAll(addr, password string, msgs [][]byte, clients int, kind string) ([]
 	wg.Wait()
 	el := time.Since(start).Seconds()
 	if n := failed.Load(); n > 0 {
-		return nil, el, fmt.Errorf("%d API ingests failed, the first: %v", n, firstErr.Load())
+		return nil, el, fmt.Errorf("%d API ingests failed, the first: %v", n, firstErr)
 	}
 	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
 	return lat, el, nil
