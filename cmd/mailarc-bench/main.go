@@ -1,7 +1,8 @@
 // Command mailarc-bench measures a built mailarc binary on a corpus and
 // prints Markdown rows for docs/benchmarks.md. It drives real processes:
 // `mailarc import` on a fresh data directory, and `mailarc serve` loaded by
-// concurrent HTTP API clients.
+// concurrent HTTP API clients (ingest runs it twice: with net/http's client
+// and with a lean HTTP/1.1 one, leanclient.go).
 //
 //	go run ./cmd/mailarc-bench -bin bin/mailarc -corpus ../shared/corpus/real ingest
 //	go run ./cmd/mailarc-bench -bin bin/mailarc -corpus ../shared/corpus/real smtp [-messages 10000 -size 102400 -sessions 20]

@@ -41,7 +41,8 @@ func decodeBody(body []byte, cte int, out bool) (data []byte, size int64, bad bo
 }
 
 // decodeBase64 decodes base64: well-formed input with the standard library
-// decoder, anything else with decodeBase64Lenient.
+// decoder, anything else with decodeBase64Lenient. Sizing (out=false)
+// counts well-formed input instead of decoding it (base64Size).
 func decodeBase64(src []byte, out bool) (data []byte, size int64, bad bool) {
 	if !out {
 		if size, ok := base64Size(src); ok {

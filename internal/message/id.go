@@ -36,14 +36,14 @@ func Normalize(raw []byte) []byte {
 			out = append(out, raw[start:]...)
 			break
 		}
-		i := start + j
-		if i == 0 || raw[i-1] != '\r' {
-			out = append(out, raw[start:i]...)
+		lf := start + j
+		if lf == 0 || raw[lf-1] != '\r' {
+			out = append(out, raw[start:lf]...)
 			out = append(out, '\r', '\n')
 		} else {
-			out = append(out, raw[start:i+1]...)
+			out = append(out, raw[start:lf+1]...)
 		}
-		start = i + 1
+		start = lf + 1
 	}
 	return out
 }
