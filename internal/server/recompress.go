@@ -53,11 +53,15 @@ func (n *Node) recompressLoop(ctx context.Context, rc recompressor, busy func() 
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
+		case <-t.C:
 			if busy() {
 				quietSince = time.Time{}
 				continue
 			}
+			// The clock is read after busy answered, not taken from the
+			// tick: a tick can wait in the channel, and its time is then
+			// earlier than the moment ingest was seen quiet.
+			now := time.Now()
 			if quietSince.IsZero() {
 				quietSince = now
 			}

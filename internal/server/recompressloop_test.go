@@ -22,7 +22,7 @@ type fakeRecompressor struct {
 	stuck   atomic.Int64
 	fail    atomic.Bool
 	calls   atomic.Int64
-	first   atomic.Int64 // unix nanos of the first call
+	first   atomic.Pointer[time.Time] // when Recompress was first called
 }
 
 func (f *fakeRecompressor) PendingRecompress() int64 { return f.pending.Load() }
@@ -30,7 +30,8 @@ func (f *fakeRecompressor) Stats(context.Context) (store.Stats, error) {
 	return store.Stats{}, nil
 }
 func (f *fakeRecompressor) Recompress(_ context.Context, yield func() bool) (bool, error) {
-	f.first.CompareAndSwap(0, time.Now().UnixNano())
+	now := time.Now()
+	f.first.CompareAndSwap(nil, &now)
 	f.calls.Add(1)
 	if f.fail.Load() {
 		return false, errors.New("store: write pack 00000007: input/output error")
@@ -85,7 +86,7 @@ func TestRecompressLoopWaitsForQuiet(t *testing.T) {
 	calm := time.Now()
 	e.busy.Store(false)
 	testutil.Eventually(t, 10*time.Second, "pending records compressed once quiet", func() bool { return e.rc.pending.Load() == 0 })
-	if waited := time.Unix(0, e.rc.first.Load()).Sub(calm); waited < quiet {
+	if waited := e.rc.first.Load().Sub(calm); waited < quiet {
 		t.Errorf("Recompress called %v after ingest became quiet, want at least %v", waited, quiet)
 	}
 	calls := e.rc.calls.Load()
