@@ -460,17 +460,20 @@ func (s *Service) check(ctx context.Context, name, password string, key [32]byte
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !ok {
+		// A lock runs from the answer, not from the request: the password
+		// hash (or the directory) may have taken a while.
+		failed := s.now()
 		for _, k := range throttleKeys {
 			f := s.failures[k]
-			if f == nil || now.Sub(f.last) > failureWindow {
+			if f == nil || failed.Sub(f.last) > failureWindow {
 				f = &failure{}
 				s.failures[k] = f
 			}
 			f.count++
-			f.last = now
+			f.last = failed
 			if f.count >= maxFailures {
 				lock := time.Second << min(f.count-maxFailures, 10)
-				f.until = now.Add(min(lock, maxLock))
+				f.until = failed.Add(min(lock, maxLock))
 			}
 		}
 		return nil, ErrBadCredentials

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mailarc/mailarc/internal/auth"
 	"github.com/mailarc/mailarc/internal/catalog/catalogtest"
@@ -98,5 +100,49 @@ func testUsersLoginThrottleTokens(t *testing.T, b catalogtest.Backend) {
 	}
 	if _, err := s.Get(ctx, "bob"); !errors.Is(err, auth.ErrNoUser) {
 		t.Fatalf("deleted user: %v", err)
+	}
+}
+
+// slowDirectory refuses every login after moving the test's clock on by
+// took, as a directory that answers slowly would be seen to.
+type slowDirectory struct {
+	clock *fakeClock
+	took  time.Duration
+}
+
+func (d slowDirectory) Authenticate(context.Context, string, string) (*auth.DirectoryUser, error) {
+	d.clock.advance(d.took)
+	return nil, auth.ErrBadCredentials
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestThrottleLockRunsFromAnswer: the lock after the fifth failure lasts
+// its second from when that failure was answered, however long the check
+// took (here a directory that takes 5 s to refuse).
+func TestThrottleLockRunsFromAnswer(t *testing.T) {
+	s := service(t, catalogtest.SQLiteBackend())
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s.SetClock(clock.Now)
+	s.SetDirectory(slowDirectory{clock: clock, took: 5 * time.Second})
+	for i := 0; i < 5; i++ {
+		if _, err := s.Login(ctx, "carol", "wrong", "10.0.0.2"); !errors.Is(err, auth.ErrBadCredentials) {
+			t.Fatalf("attempt %d: %v", i+1, err)
+		}
+	}
+	clock.advance(500 * time.Millisecond)
+	if _, err := s.Login(ctx, "carol", "wrong", "10.0.0.2"); !errors.Is(err, auth.ErrThrottled) {
+		t.Fatalf("0.5 s after the fifth failure was answered (5.5 s after it was asked): %v, want throttled", err)
 	}
 }

@@ -1,5 +1,7 @@
 package auth
 
+import "time"
+
 // LoginWaiters reports how many callers are waiting on the password check
 // under way for name and password (0 when none is under way), so a test
 // can tell when concurrent logins have all arrived.
@@ -12,3 +14,6 @@ func (s *Service) LoginWaiters(name, password string) int {
 	}
 	return 0
 }
+
+// SetClock replaces the service's clock.
+func (s *Service) SetClock(now func() time.Time) { s.now = now }
