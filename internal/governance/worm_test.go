@@ -181,8 +181,9 @@ func testWORM(t *testing.T, be catalogtest.Backend) {
 	expired := e.add("spam@junk.example", "temp offer", old)  // temp 30d: expired
 	held := e.add("ceo@corp.example", "temp board memo", old) // expired, but under a hold
 	locked := e.add("spam@junk.example", "temp locked", old)  // expired; locked by someone else
-	// Expires (and its retain-until passes) 12 s from now.
-	soonDate := now.AddDate(0, 0, -30).Add(12 * time.Second)
+	// Expires (and its retain-until passes) 20 s from now: steps 1-5 must
+	// be done by then, with room for a loaded machine.
+	soonDate := now.AddDate(0, 0, -30).Add(20 * time.Second)
 	soon := e.add("spam@junk.example", "temp soon", soonDate)
 
 	if _, err := e.gov.SetRetention(ctx, "admin", Retention{Default: "forever", Policies: []Policy{

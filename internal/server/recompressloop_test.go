@@ -111,10 +111,10 @@ func TestRecompressLoopLeavesStuckRecords(t *testing.T) {
 	e.rc.pending.Add(500) // a new burst
 	testutil.Eventually(t, 10*time.Second, "a round for the new burst", func() bool { return e.rc.calls.Load() == 2 })
 
+	start := time.Now() // before the failing round, whose time starts the pause
 	e.rc.fail.Store(true)
 	e.rc.pending.Add(500)
 	testutil.Eventually(t, 10*time.Second, "a failing round", func() bool { return e.rc.calls.Load() == 3 })
-	start := time.Now()
 	e.waitRounds(t, 200) // 200 ticks of 1 ms
 	// The pause starts at 1 s and doubles: at most one retry per second.
 	if c, most := e.rc.calls.Load()-3, int64(time.Since(start)/time.Second); c > most {

@@ -315,7 +315,9 @@ func TestIMAPCommandTimeoutSparesIdleAndArchiving(t *testing.T) {
 	t.Parallel()
 	srv := startMemIMAP(t, nil) // IDLE
 	srv.append(t, "INBOX", testMsg(1))
-	const timeout = 150 * time.Millisecond
+	// A second: the session must also survive a dozen round trips to the
+	// in-process server, each within the timeout, on a loaded machine.
+	const timeout = time.Second
 	arc := newFakeArchive()
 	var slow atomic.Bool
 	slow.Store(true)
@@ -333,7 +335,7 @@ func TestIMAPCommandTimeoutSparesIdleAndArchiving(t *testing.T) {
 	idleSince := time.Now()
 	// Let the IDLE stay quiet for several timeouts, failing at once on an
 	// error poll.
-	waitFor(t, "a quiet IDLE of 4 command timeouts", 10*time.Second, func() bool {
+	waitFor(t, "a quiet IDLE of 4 command timeouts", 30*time.Second, func() bool {
 		if n := testutil.ToFloat64(m.met.polls.WithLabelValues("j", "error")); n != 0 {
 			t.Fatalf("IDLE failed: %s", statusOf(m, "j").LastError)
 		}

@@ -241,7 +241,9 @@ func TestFailoverManagers(t *testing.T) {
 	src := imapSource(t, "j", srv.addr, "secret")
 	src.Mode = "delete"
 	src.Poll = config.Duration(30 * time.Millisecond)
-	src.Owner, src.Standby, src.TakeoverAfter = "node-a", []string{"node-b"}, config.Duration(400*time.Millisecond)
+	// Seconds, not milliseconds: a pump that a loaded machine stalls must
+	// not look like a dead owner.
+	src.Owner, src.Standby, src.TakeoverAfter = "node-a", []string{"node-b"}, config.Duration(2*time.Second)
 	opt := testOptions()
 	opt.HeartbeatInterval = 20 * time.Millisecond
 	stA, stB := newMemState(), newMemState()
@@ -347,7 +349,9 @@ func TestFailoverSharesCursorKeepMode(t *testing.T) {
 	srv := startMemIMAP(t, nil)
 	src := imapSource(t, "k", srv.addr, "secret")
 	src.Poll = config.Duration(30 * time.Millisecond)
-	src.Owner, src.Standby, src.TakeoverAfter = "node-a", []string{"node-b"}, config.Duration(300*time.Millisecond)
+	// Seconds, not milliseconds: a pump that a loaded machine stalls must
+	// not look like a dead owner.
+	src.Owner, src.Standby, src.TakeoverAfter = "node-a", []string{"node-b"}, config.Duration(2*time.Second)
 	opt := testOptions()
 	opt.HeartbeatInterval = 20 * time.Millisecond
 	stB := newMemState()

@@ -378,7 +378,9 @@ func TestDisconnectBeforeFinalDot(t *testing.T) {
 
 func TestTimeouts(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, Config{CommandTimeout: 300 * time.Millisecond, DataTimeout: 300 * time.Millisecond})
+	// Long enough that a loaded machine does not time out the client between
+	// its commands; the subtests run in parallel, so the test waits it once.
+	ts := startServer(t, Config{CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second})
 
 	t.Run("command", func(t *testing.T) {
 		t.Parallel()

@@ -445,7 +445,7 @@ func TestObjectLock(t *testing.T) {
 	}
 	// Governance retention can be shortened (with bypass); once it has
 	// passed, the blob can be deleted.
-	if err := s.SetRetention(ctx, retained.ID, time.Now().Add(1500*time.Millisecond)); err != nil {
+	if err := s.SetRetention(ctx, retained.ID, time.Now().Add(5*time.Second)); err != nil {
 		t.Fatalf("shorten governance retention: %v", err)
 	}
 	if err := s.Delete(ctx, []string{retained.ID}); !errors.Is(err, store.ErrLocked) {

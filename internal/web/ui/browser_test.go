@@ -238,8 +238,6 @@ func TestBrowser(t *testing.T) {
 	if _, err := chromedp.Call(bctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: hookScript}); err != nil {
 		t.Fatalf("start browser: %v", err)
 	}
-	bctx, cancelTimeout := context.WithTimeout(bctx, 100*time.Second)
-	defer cancelTimeout()
 	b := &browser{t: t, ctx: bctx, shots: shots}
 
 	// Log in (wrong password first).
@@ -321,7 +319,7 @@ func TestBrowser(t *testing.T) {
 			chromedp.Navigate(nd.base+"/messages/"+id),
 			chromedp.WaitVisible(css("iframe.htmlbody")),
 		)
-		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`window.__framesLoaded > 0`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		if _, err := chromedp.Run(b.step(), chromedp.Poll[bool](`window.__framesLoaded > 0`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
 			t.Fatalf("hostile %d: frame did not load: %v", i, err)
 		}
 		sandbox := eval[string](b, `document.querySelector("iframe.htmlbody").getAttribute("sandbox")`)
@@ -347,7 +345,7 @@ func TestBrowser(t *testing.T) {
 	}
 	// The hook does detect calls and messages (positive control).
 	eval[any](b, `__pwned(); parent.postMessage("pwned", "*"); 0`)
-	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`window.__pwnedCount === 2`, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+	if _, err := chromedp.Run(b.step(), chromedp.Poll[bool](`window.__pwnedCount === 2`, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
 		t.Errorf("hook control: %v", err)
 	}
 
@@ -376,7 +374,7 @@ func TestBrowser(t *testing.T) {
 	if !frameEval[bool](b, `document.getElementById("remote") !== null && document.getElementById("remote").naturalWidth === 0`) {
 		t.Error("the blocked remote image is missing from the frame or shown")
 	}
-	if _, err := chromedp.RunResponse(bctx, chromedp.Click(css("#show-images"))); err != nil {
+	if _, err := chromedp.RunResponse(b.step(), chromedp.Click(css("#show-images"))); err != nil {
 		t.Fatalf("show remote images: %v", err)
 	}
 	b.framesLoaded("remote images view")
@@ -572,7 +570,7 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("alice sees %q", subjects)
 	}
 	for _, p := range []string{"/messages/" + theirs, "/messages/" + theirs + "/html", "/messages/" + theirs + "/source", "/api/v1/messages/" + theirs + "/raw"} {
-		resp, err := chromedp.RunResponse(bctx, chromedp.Navigate(nd.base+p))
+		resp, err := chromedp.RunResponse(b.step(), chromedp.Navigate(nd.base+p))
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
@@ -580,10 +578,10 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("alice GET %s = %d, want 404", p, resp.Status)
 		}
 	}
-	if resp, err := chromedp.RunResponse(bctx, chromedp.Navigate(nd.base+"/messages/"+mine)); err != nil || resp.Status != http.StatusOK {
+	if resp, err := chromedp.RunResponse(b.step(), chromedp.Navigate(nd.base+"/messages/"+mine)); err != nil || resp.Status != http.StatusOK {
 		t.Errorf("alice GET her message: %v %v", resp, err)
 	}
-	if resp, err := chromedp.RunResponse(bctx, chromedp.Navigate(nd.base+"/users")); err != nil || resp.Status != http.StatusForbidden {
+	if resp, err := chromedp.RunResponse(b.step(), chromedp.Navigate(nd.base+"/users")); err != nil || resp.Status != http.StatusForbidden {
 		t.Errorf("alice GET /users: %v %v", resp, err)
 	}
 
@@ -591,7 +589,7 @@ func TestBrowser(t *testing.T) {
 	// throttled.
 	b.do("sign out", chromedp.Navigate(nd.base+"/search"), chromedp.Click(css("form.logout button")), chromedp.WaitVisible(css("input[name=username]")))
 	for i := 1; i <= 6; i++ {
-		resp, err := chromedp.RunResponse(bctx,
+		resp, err := chromedp.RunResponse(b.step(),
 			chromedp.SetValue(css("input[name=username]"), "alice"),
 			chromedp.SetValue(css("input[name=password]"), fmt.Sprint("wrong-", i)),
 			chromedp.Click(css(`form button[type=submit]`)),
@@ -701,7 +699,7 @@ func rowWith(text string) string {
 // after any redirect, to load with 200.
 func (b *browser) submit(what, sel string) {
 	b.t.Helper()
-	resp, err := chromedp.RunResponse(b.ctx, chromedp.Click(css(sel)))
+	resp, err := chromedp.RunResponse(b.step(), chromedp.Click(css(sel)))
 	if err != nil || resp.Status != http.StatusOK {
 		b.t.Fatalf("%s: %v %v", what, resp, err)
 	}
@@ -723,7 +721,7 @@ func (b *browser) openMessage(base, id string) {
 // framesLoaded waits for the page's iframe to load (counted by hookScript).
 func (b *browser) framesLoaded(what string) {
 	b.t.Helper()
-	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](`window.__framesLoaded > 0`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+	if _, err := chromedp.Run(b.step(), chromedp.Poll[bool](`window.__framesLoaded > 0`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
 		b.t.Fatalf("%s: frame did not load: %v", what, err)
 	}
 }
@@ -735,21 +733,27 @@ func (b *browser) framesLoaded(what string) {
 func frameEval[T any](b *browser, expr string) T {
 	b.t.Helper()
 	src := eval[string](b, `document.querySelector("iframe.htmlbody").src`)
-	infos, err := chromedp.Targets(b.ctx)
+	infos, err := chromedp.Targets(b.step())
 	if err != nil {
 		b.t.Fatalf("targets: %v", err)
 	}
-	ctx := b.ctx
+	ctx := b.step()
 	var frame cdp.FrameID
 	for _, in := range infos {
 		if in.Type == "iframe" && in.URL == src {
 			fctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithTargetID(in.TargetID), chromedp.WithDetachOnCancel())
 			defer cancel()
-			ctx, frame = fctx, cdp.FrameID(in.TargetID)
+			// The first call on a new chromedp context attaches it to its
+			// target for as long as the context it is given lives, so it
+			// must not carry a step's deadline.
+			if err := chromedp.Do(fctx); err != nil {
+				b.t.Fatalf("attach to the frame's target: %v", err)
+			}
+			ctx, frame = b.bound(fctx), cdp.FrameID(in.TargetID)
 		}
 	}
 	if frame == "" {
-		tree, err := chromedp.Call(b.ctx, page.GetFrameTree, cdp.Empty{})
+		tree, err := chromedp.Call(b.step(), page.GetFrameTree, cdp.Empty{})
 		if err != nil {
 			b.t.Fatalf("frame tree: %v", err)
 		}
@@ -801,24 +805,42 @@ func (u *uiNode) ingestFile(t *testing.T, path string) string {
 	return res.ID
 }
 
+// browser drives one Chromium tab (ctx) for a test. Each step it takes is
+// bounded by stepBudget; the test as a whole only by go test's -timeout, so
+// a loaded machine slows the script down without failing it.
 type browser struct {
 	t     *testing.T
 	ctx   context.Context
 	shots string
 }
 
+// stepBudget bounds one browser step: a navigation and its waits, an
+// evaluation, a click and the page it leads to.
+const stepBudget = 30 * time.Second
+
+// step returns a context for one step in the tab, bounded by stepBudget.
+func (b *browser) step() context.Context { return b.bound(b.ctx) }
+
+// bound returns ctx bounded by stepBudget, cancelled at the latest when the
+// test ends.
+func (b *browser) bound(ctx context.Context) context.Context {
+	ctx, cancel := context.WithTimeout(ctx, stepBudget)
+	b.t.Cleanup(cancel)
+	return ctx
+}
+
 func css(s string) chromedp.CSS { return chromedp.CSS(s) }
 
 func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	if err := chromedp.Do(b.ctx, steps...); err != nil {
+	if err := chromedp.Do(b.step(), steps...); err != nil {
 		b.t.Fatalf("%s: %v", what, err)
 	}
 }
 
 func (b *browser) text(sel string) string {
 	b.t.Helper()
-	s, err := chromedp.Run(b.ctx, chromedp.Text(css(sel)))
+	s, err := chromedp.Run(b.step(), chromedp.Text(css(sel)))
 	if err != nil {
 		b.t.Fatalf("text of %s: %v", sel, err)
 	}
@@ -827,7 +849,7 @@ func (b *browser) text(sel string) string {
 
 func eval[T any](b *browser, expr string, opts ...chromedp.EvaluateOption) T {
 	b.t.Helper()
-	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](expr, opts...))
+	v, err := chromedp.Run(b.step(), chromedp.Evaluate[T](expr, opts...))
 	if err != nil {
 		b.t.Fatalf("evaluate %.60q: %v", expr, err)
 	}
@@ -846,7 +868,7 @@ func (b *browser) shot(name string) chromedp.Action[chromedp.Void] {
 
 func (b *browser) sessionCookie() string {
 	b.t.Helper()
-	res, err := chromedp.Call(b.ctx, network.GetCookies, network.GetCookiesParams{})
+	res, err := chromedp.Call(b.step(), network.GetCookies, network.GetCookiesParams{})
 	if err != nil {
 		b.t.Fatalf("cookies: %v", err)
 	}
