@@ -45,9 +45,17 @@ func fastAddress(v string, i int) (a Address, next int, ok bool) {
 	if spec, j, ok := fastAddrSpec(v, i); ok {
 		return Address{Addr: spec}, j, true
 	}
-	// [phrase] "<" addr-spec ">"
+	// [phrase] "<" addr-spec ">". While the phrase is simple (atoms, one
+	// space between them) the name is v[start:end] as written; name is
+	// built only once it is not.
 	var name strings.Builder
 	words, start, end, simple := 0, i, i, true
+	notSimple := func() {
+		if simple {
+			simple = false
+			name.WriteString(v[start:end]) // the words so far, as joined
+		}
+	}
 	for i < len(v) && v[i] != '<' {
 		var word string
 		switch {
@@ -59,7 +67,8 @@ func fastAddress(v string, i int) (a Address, next int, ok bool) {
 			if j == len(v) || v[j] != '"' {
 				return Address{}, 0, false
 			}
-			word, simple = v[i+1:j], false
+			notSimple()
+			word = v[i+1 : j]
 			i = j + 1
 		case isFastAtext(v[i]) || v[i] == '.':
 			j := i
@@ -71,10 +80,12 @@ func fastAddress(v string, i int) (a Address, next int, ok bool) {
 		default:
 			return Address{}, 0, false
 		}
-		if words > 0 {
-			name.WriteByte(' ')
+		if !simple {
+			if words > 0 {
+				name.WriteByte(' ')
+			}
+			name.WriteString(word)
 		}
-		name.WriteString(word)
 		words++
 		end = i
 		j := skipWSP(v, i)
@@ -82,7 +93,7 @@ func fastAddress(v string, i int) (a Address, next int, ok bool) {
 			return Address{}, 0, false // words not separated by white space
 		}
 		if j > i && j < len(v) && v[j] != '<' && (j-i != 1 || v[i] != ' ') {
-			simple = false // joined with one space, not as written
+			notSimple() // joined with one space, not as written
 		}
 		i = j
 	}
